@@ -1,0 +1,172 @@
+"""Settings: one typed object, read from `.shipyard/shipyard.toml` and `SHIPYARD_*` variables.
+
+Precedence, highest first: arguments passed in Python, environment variables, the project's
+`shipyard.toml`, then the defaults below. Only the edges (CLI, `Project.open`) read the
+environment; everything else takes a `Settings` or explicit arguments.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from shipyard.errors import ConfigError
+
+PROJECT_DIRNAME = ".shipyard"
+SETTINGS_FILENAME = "shipyard.toml"
+
+_toml_file: ContextVar[Path | None] = ContextVar("_toml_file", default=None)
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. an anonymous container uid
+        return f"uid-{os.getuid()}"
+
+
+class Settings(BaseSettings):
+    """Everything shipyard can be told; every field can be set as `SHIPYARD_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPYARD_", extra="forbid")
+
+    home: Path = Field(
+        default=Path(PROJECT_DIRNAME),
+        description="The project folder: settings file, SQLite database, local artifacts.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata store; a SQLite file in `home` when unset, "
+        "or e.g. postgresql://user@host:5432/shipyard.",
+    )
+    database_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds to wait for a locked SQLite database or a PostgreSQL connection.",
+    )
+    artifact_url: str | None = Field(
+        default=None,
+        description="Where blobs live: a local folder (default `home/artifacts`) or s3://bucket/prefix.",
+    )
+    artifact_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options for the artifact store (e.g. key, secret, "
+        "client_kwargs.endpoint_url for an S3-compatible server).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint of an S3-compatible server (MinIO, SeaweedFS, ...); AWS when unset.",
+    )
+    user: str = Field(
+        default_factory=_default_user, description="Who is recorded as the author of changes."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None and toml_file.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home.resolve() / 'shipyard.db'}"
+
+    @property
+    def resolved_artifact_url(self) -> str:
+        return self.artifact_url or str(self.home.resolve() / "artifacts")
+
+    @property
+    def resolved_artifact_options(self) -> dict[str, Any]:
+        options = dict(self.artifact_options)
+        if self.s3_endpoint_url and self.resolved_artifact_url.startswith("s3://"):
+            client_kwargs = dict(options.get("client_kwargs", {}))
+            client_kwargs.setdefault("endpoint_url", self.s3_endpoint_url)
+            options["client_kwargs"] = client_kwargs
+        return options
+
+    @property
+    def settings_file(self) -> Path:
+        return self.home / SETTINGS_FILENAME
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+
+def find_home(start: Path | None = None) -> Path:
+    """The nearest `.shipyard/` folder at or above `start`, like git finds `.git/`.
+
+    Falls back to `start/.shipyard` when there is none, so `init` knows where to create it.
+    """
+    origin = (start or Path.cwd()).resolve()
+    for folder in (origin, *origin.parents):
+        candidate = folder / PROJECT_DIRNAME
+        if candidate.is_dir():
+            return candidate
+    return origin / PROJECT_DIRNAME
+
+
+@contextmanager
+def _reading_toml(path: Path) -> Iterator[None]:
+    token = _toml_file.set(path)
+    try:
+        yield
+    finally:
+        _toml_file.reset(token)
+
+
+def load_settings(home: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read settings for the project at `home` (or `$SHIPYARD_HOME`, or the nearest `.shipyard/`)."""
+    if home is None:
+        env_home = os.environ.get("SHIPYARD_HOME")
+        home = Path(env_home) if env_home else find_home()
+    home = Path(home)
+    settings_file = home / SETTINGS_FILENAME
+    try:
+        with _reading_toml(settings_file):
+            return Settings(home=home, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(exc, settings_file)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise ConfigError(
+            f"cannot read settings file {settings_file}: {exc}; fix or remove it"
+        ) from None
+
+
+def _describe_validation_error(exc: ValidationError, settings_file: Path) -> str:
+    problems = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(sorted(Settings.model_fields))
+            problems.append(f"unknown setting '{field}' (known settings: {known})")
+        else:
+            problems.append(
+                f"setting '{field}' (SHIPYARD_{field.upper()}): {error['msg']}, "
+                f"got {error.get('input')!r}"
+            )
+    return f"invalid settings (from {settings_file} or SHIPYARD_* variables): " + "; ".join(
+        problems
+    )
