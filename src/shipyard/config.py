@@ -138,7 +138,7 @@ def _reading_toml(path: Path) -> Iterator[None]:
 
 
 def load_settings(home: Path | str | None = None, **overrides: Any) -> Settings:
-    """Read settings for the project at `home` (or `$SHIPYARD_HOME`, or the nearest `.shipyard/`)."""
+    """Settings of the project at `home`, `$SHIPYARD_HOME` or the nearest `.shipyard/`."""
     if home is None:
         env_home = os.environ.get("SHIPYARD_HOME")
         home = Path(env_home) if env_home else find_home()

@@ -91,6 +91,7 @@ class ColumnProfile(ABC):
         profile._load(data)
         return profile
 
+    @abstractmethod
     def _load(self, data: dict[str, Any]) -> None:
         """Restore kind-specific state from `to_dict` output."""
 
@@ -128,7 +129,9 @@ class NumericProfile(ColumnProfile):
             return
         batch_mean = float(numbers.mean())
         batch_m2 = float(np.square(numbers - batch_mean).sum())
-        self._combine(numbers.size, batch_mean, batch_m2, float(numbers.min()), float(numbers.max()))
+        self._combine(
+            numbers.size, batch_mean, batch_m2, float(numbers.min()), float(numbers.max())
+        )
         self.sketch.add(numbers)
 
     def _combine(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
@@ -315,6 +318,9 @@ class OtherProfile(ColumnProfile):
         return
 
     def _merge_values(self, other: OtherProfile) -> None:
+        return
+
+    def _load(self, data: dict[str, Any]) -> None:
         return
 
 

@@ -102,7 +102,11 @@ def logical_type(arrow_type: pa.DataType, profile: ColumnProfile | None = None) 
         return LogicalType.DATETIME
     if pat.is_date(arrow_type):
         return LogicalType.DATE
-    if pat.is_string(arrow_type) or pat.is_large_string(arrow_type) or str(arrow_type) == "string_view":
+    if (
+        pat.is_string(arrow_type)
+        or pat.is_large_string(arrow_type)
+        or str(arrow_type) == "string_view"
+    ):
         if isinstance(profile, CategoricalProfile) and _looks_categorical(profile):
             return LogicalType.CATEGORY
         return LogicalType.STRING

@@ -136,7 +136,8 @@ class QuantileSketch:
         values, counts = self.centroids()
         clipped = np.clip(values, edges[0], edges[-1])
         hist, _ = np.histogram(clipped, bins=edges, weights=counts)
-        return np.rint(hist).astype(np.int64)
+        rounded: npt.NDArray[np.int64] = np.rint(hist).astype(np.int64)
+        return rounded
 
     def to_dict(self) -> dict[str, Any]:
         return {

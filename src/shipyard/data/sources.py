@@ -9,6 +9,7 @@ out once. Nothing becomes visible in the store until the caller commits the stag
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import tempfile
@@ -107,11 +108,9 @@ def _as_table(source: Any) -> pa.Table:
         return source
     if isinstance(source, pa.RecordBatch):
         return pa.Table.from_batches([source])
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a core dependency
-        pd = None
-    if pd is not None and isinstance(source, pd.DataFrame):
+    import pandas as pd  # imported here: it is slow to import and only frames need it
+
+    if isinstance(source, pd.DataFrame):
         try:
             return pa.Table.from_pandas(source, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -151,14 +150,14 @@ def _ingest_parquet(path: Path, artifacts: ArtifactStore, progress: Progress | N
             _discard_when_done(staging, artifacts)
             raise
         staged = staging.result()
-    return Ingested(staged.digest, staged, parquet.schema_arrow, profile, "parquet", str(path.resolve()))
+    return Ingested(
+        staged.digest, staged, parquet.schema_arrow, profile, "parquet", str(path.resolve())
+    )
 
 
 def _discard_when_done(staging: Future[Staged], artifacts: ArtifactStore) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the staging itself failed: nothing to discard
         artifacts.discard(staging.result())
-    except Exception:  # the staging itself failed: nothing to discard
-        pass
 
 
 def _csv_options(
@@ -234,8 +233,8 @@ def _check_header(schema: pa.Schema, path: Path) -> None:
 
 
 _CONVERSION = re.compile(
-    r"In CSV column #(?P<col>\d+): Row #(?P<row>\d+): CSV conversion error to (?P<type>[\w\[\], ]+): "
-    r"invalid value '(?P<value>[^']*)'"
+    r"In CSV column #(?P<col>\d+): Row #(?P<row>\d+): "
+    r"CSV conversion error to (?P<type>[\w\[\], ]+): invalid value '(?P<value>[^']*)'"
 )
 
 
@@ -252,7 +251,9 @@ def _describe_csv_error(path: Path, exc: Exception) -> str:
             f"declare the column's type (--type {column}=string, or float for numbers)"
         )
     first_line = message.splitlines()[0]
-    return f"malformed CSV file {path}: {first_line}; fix the file (delimiter, quoting, column count)"
+    return (
+        f"malformed CSV file {path}: {first_line}; fix the file (delimiter, quoting, column count)"
+    )
 
 
 def _column_name(path: Path, index: int) -> str:
@@ -305,7 +306,9 @@ def _ingest_table(table: pa.Table, artifacts: ArtifactStore) -> Ingested:
         written = Path(scratch) / "data.parquet"
         pq.write_table(table, written)
         staged = artifacts.stage_file(written)
-    return Ingested(table_content_hash(table), staged, table.schema, profile, "table", "in-memory table")
+    return Ingested(
+        table_content_hash(table), staged, table.schema, profile, "table", "in-memory table"
+    )
 
 
 def batches_of(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
@@ -313,3 +316,34 @@ def batches_of(path: Path, columns: list[str] | None = None) -> Iterator[pa.Reco
     yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
+def open_batches(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    column_types: dict[str, str] | None = None,
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    """A file's schema and a stream of its batches, read lazily (used to check a new batch)."""
+    file = Path(path).expanduser()
+    _check_file(file)
+    kind = detect_format(file, format)
+    if kind == "parquet":
+        try:
+            parquet = pq.ParquetFile(file)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInput(f"{file} is not a readable Parquet file: {exc}") from None
+        return parquet.schema_arrow, _translated(file, parquet.iter_batches(batch_size=BATCH_ROWS))
+    read_options, parse_options, convert_options = _csv_options(kind, column_types or {})
+    try:
+        stream = pa.input_stream(str(file), compression="detect")
+        reader = pacsv.open_csv(stream, read_options, parse_options, convert_options)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(_describe_csv_error(file, exc)) from None
+    _check_header(reader.schema, file)
+    return reader.schema, _translated(file, iter(reader))
+
+
+def _translated(path: Path, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise InvalidInput(_describe_csv_error(path, exc)) from None

@@ -86,7 +86,9 @@ class DatasetVersion:
             data = session.scalar(
                 select(DatasetVersionRecord.profile)
                 .join(DatasetRecord)
-                .where(DatasetRecord.name == self.name, DatasetVersionRecord.version == self.version)
+                .where(
+                    DatasetRecord.name == self.name, DatasetVersionRecord.version == self.version
+                )
             )
         return TableProfile.from_dict(data or {"columns": {}})
 
@@ -101,7 +103,23 @@ class DatasetVersion:
         return pq.read_table(self.path(), columns=columns)
 
     def to_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
-        return self.to_arrow(columns).to_pandas()
+        frame: pd.DataFrame = self.to_arrow(columns).to_pandas(types_mapper=_nullable_dtype)
+        return frame
+
+
+def _nullable_dtype(arrow_type: pa.DataType) -> Any:
+    """Integers and booleans become pandas' nullable dtypes, so a missing value stays missing
+    instead of turning the column into floats."""
+    import pandas as pd
+
+    if pa.types.is_integer(arrow_type):
+        # int64 -> Int64, uint8 -> UInt8: pandas' names of its nullable integer dtypes
+        return pd.api.types.pandas_dtype(
+            str(arrow_type).replace("uint", "UInt").replace("int", "Int")
+        )
+    if pa.types.is_boolean(arrow_type):
+        return pd.BooleanDtype()
+    return None
 
 
 def _parent_ref(session: Session, parent_id: int | None) -> str | None:
@@ -116,7 +134,11 @@ def _parent_ref(session: Session, parent_id: int | None) -> str | None:
 
 
 def _to_version(
-    session: Session, record: DatasetVersionRecord, name: str, project: Project, created: bool = False
+    session: Session,
+    record: DatasetVersionRecord,
+    name: str,
+    project: Project,
+    created: bool = False,
 ) -> DatasetVersion:
     return DatasetVersion(
         name=name,
@@ -252,6 +274,7 @@ def add(
     parent: DatasetVersion | None = None,
     split: dict[str, Any] | None = None,
     run_id: str | None = None,
+    source_label: str | None = None,
     progress: Progress | None = None,
     project: Project | None = None,
 ) -> DatasetVersion:
@@ -259,6 +282,7 @@ def add(
 
     `source` is a CSV/TSV/Parquet path, a pandas DataFrame or a pyarrow Table. `column_types`
     pins CSV columns whose inferred type would be wrong (e.g. `{"zip": "string"}`).
+    `source_label` replaces the file path in the recorded lineage (e.g. for derived data).
     """
     check_name(name)
     project = project or current()
@@ -266,6 +290,8 @@ def add(
     ingested = ingest(
         source, project.artifacts, format=format, column_types=column_types, progress=progress
     )
+    if source_label is not None:
+        ingested.source = source_label
     try:
         return project.metadata.write_with_retry(
             lambda session: _record(
@@ -354,4 +380,3 @@ __all__ = [
     "parse_ref",
     "versions",
 ]
-

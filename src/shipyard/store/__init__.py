@@ -3,4 +3,4 @@
 from shipyard.store.artifacts import ArtifactStore, Blob, Staged, sha256_file
 from shipyard.store.metadata import MetadataStore
 
-__all__ = ["ArtifactStore", "Blob", "Staged", "MetadataStore", "sha256_file"]
+__all__ = ["ArtifactStore", "Blob", "MetadataStore", "Staged", "sha256_file"]

@@ -8,6 +8,7 @@ that no longer matches.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -21,7 +22,13 @@ from typing import IO, Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from shipyard.errors import ArtifactCorrupted, ArtifactError, ArtifactNotFound, ConfigError, InvalidInput
+from shipyard.errors import (
+    ArtifactCorrupted,
+    ArtifactError,
+    ArtifactNotFound,
+    ConfigError,
+    InvalidInput,
+)
 
 CHUNK_SIZE = 4 * 1024 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -146,9 +153,7 @@ class ArtifactStore:
             self.fs.mv(staged.tmp_key, final)
         except OSError as exc:
             self.discard(staged)
-            raise ArtifactError(
-                f"cannot store blob {staged.digest} in {self.url}: {exc}"
-            ) from None
+            raise ArtifactError(f"cannot store blob {staged.digest} in {self.url}: {exc}") from None
         return Blob(staged.digest, staged.size, created=True)
 
     def discard(self, staged: Staged) -> None:
@@ -173,10 +178,8 @@ class ArtifactStore:
         return tmp
 
     def _remove_quietly(self, key: str) -> None:
-        try:
+        with contextlib.suppress(OSError, FileNotFoundError):
             self.fs.rm(key)
-        except (OSError, FileNotFoundError):
-            pass
 
     # -- reading --------------------------------------------------------------------------
 

@@ -90,9 +90,7 @@ class MetadataStore:
 
     def _create_sqlite_engine(self, *, immediate: bool) -> Engine:
         # NullPool: a connection per session keeps forked worker processes from sharing one.
-        engine = create_engine(
-            self.url, poolclass=NullPool, connect_args={"timeout": self.timeout}
-        )
+        engine = create_engine(self.url, poolclass=NullPool, connect_args={"timeout": self.timeout})
         busy_ms = int(self.timeout * 1000)
 
         @event.listens_for(engine, "connect")

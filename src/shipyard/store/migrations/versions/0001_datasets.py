@@ -41,9 +41,7 @@ def upgrade() -> None:
         sa.Column("source", sa.Text(), nullable=False),
         sa.Column("schema", JSONDocument, nullable=False),
         sa.Column("profile", JSONDocument, nullable=False),
-        sa.Column(
-            "parent_id", sa.Integer(), sa.ForeignKey("dataset_versions.id"), nullable=True
-        ),
+        sa.Column("parent_id", sa.Integer(), sa.ForeignKey("dataset_versions.id"), nullable=True),
         sa.Column("split", JSONDocument, nullable=True),
         sa.Column("run_id", sa.String(64), nullable=True),
         sa.Column("description", sa.Text(), nullable=False),

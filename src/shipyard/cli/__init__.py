@@ -1,0 +1,75 @@
+"""The `shipyard` command: a thin Typer layer over the Python API, never logic of its own.
+
+Errors from the API become one red line on stderr and a non-zero exit (2, or 1 for a failed
+validation); set SHIPYARD_DEBUG=1 to see the traceback of an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shipyard.cli.console import err_console, out
+from shipyard.cli.data import data_app
+
+app = typer.Typer(
+    name="shipyard",
+    help="Continuous delivery for machine learning: versioned data to production models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_app, name="data")
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Folder in which to create .shipyard/ (default: here).")
+    ] = Path(),
+) -> None:
+    """Create a project here: .shipyard/ with settings, a SQLite database and an artifact folder."""
+    from shipyard.project import Project
+
+    project = Project.init(path / ".shipyard")
+    settings = project.settings
+    out.print(f"[green]initialised[/] shipyard project in {settings.home.resolve()}")
+    out.print(f"  settings   {settings.settings_file.resolve()}")
+    out.print(f"  metadata   {project.metadata.url.render_as_string(hide_password=True)}")
+    out.print(f"  artifacts  {settings.resolved_artifact_url}")
+
+
+@app.command()
+def version() -> None:
+    """Print shipyard's version."""
+    from importlib.metadata import version as installed_version
+
+    out.print(installed_version("shipyard"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    from shipyard.errors import ShipyardError
+
+    try:
+        app(args=argv, prog_name="shipyard")
+    except ShipyardError as exc:
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]; nothing half-written was kept")
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("SHIPYARD_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(set SHIPYARD_DEBUG=1 for the traceback, and please report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(70)
