@@ -308,7 +308,8 @@ def _column_checks(
             Check(
                 name,
                 "range",
-                f"[{_number(rule.min)}, {_number(rule.max).replace('-inf', 'inf')}] for >= {rule.mostly:.0%}",
+                f"[{_number(rule.min, '-inf')}, {_number(rule.max, 'inf')}] "
+                f"for >= {rule.mostly:.0%}",
                 f"{tally.out_of_range} outside ({1 - share:.2%}); {seen}",
                 share >= rule.mostly,
             )
@@ -328,5 +329,5 @@ def _column_checks(
     return checks
 
 
-def _number(value: float | None) -> str:
-    return "-inf" if value is None else f"{value:.6g}"
+def _number(value: float | None, missing: str) -> str:
+    return missing if value is None else f"{value:.6g}"
