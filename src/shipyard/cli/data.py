@@ -109,16 +109,17 @@ def list_(as_json: JsonFlag = False) -> None:
     if not summaries:
         out.print("no datasets yet: add one with `shipyard data add FILE --name NAME`")
         return
-    table = Table("name", "latest", "versions", "rows", "columns", "source", "added")
+    table = Table("latest", "versions", "rows", "columns", "format", "added (UTC)", "by")
+    table.columns[0].overflow = "fold"  # a reference is never cut short
     for s in summaries:
         table.add_row(
-            s.name,
-            s.latest.ref,
+            _fmt(s.latest.ref),
             str(s.versions),
             f"{s.latest.num_rows:,}",
             str(s.latest.num_columns),
             s.latest.source_format,
-            f"{s.latest.created_at:%Y-%m-%d %H:%M} by {s.latest.created_by}",
+            f"{s.latest.created_at:%Y-%m-%d %H:%M}",
+            _fmt(s.latest.created_by),
         )
     out.print(table)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
 
 from shipyard.data.profile import (
     HISTOGRAM_BINS,
@@ -156,6 +155,8 @@ def categorical_distance(old: CategoricalProfile, new: CategoricalProfile) -> fl
 
 
 def _js(p: list[int], q: list[int]) -> float | None:
+    from scipy.spatial.distance import jensenshannon  # scipy is slow to import
+
     p_array, q_array = np.asarray(p, dtype=float), np.asarray(q, dtype=float)
     if p_array.sum() == 0 or q_array.sum() == 0:
         return None

@@ -42,6 +42,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# The newest Alembic revision; a test checks it against the migrations folder.
+SCHEMA_REVISION = "0001_datasets"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
