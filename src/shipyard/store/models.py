@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONDocument = JSON().with_variant(JSONB(), "postgresql")
 
@@ -90,7 +90,7 @@ class DatasetVersionRecord(Base):
     source_format: Mapped[str] = mapped_column(String(32))
     source: Mapped[str] = mapped_column(Text)
     schema: Mapped[dict[str, Any]]
-    profile: Mapped[dict[str, Any]] = deferred(mapped_column(JSONDocument))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSONDocument, deferred=True)
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
     split: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
     run_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
