@@ -124,6 +124,33 @@ def list_(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
+@data_app.command("versions")
+def versions(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Every version of one dataset, oldest first, with where each came from."""
+    import shipyard.data as data
+
+    found = data.versions(name)
+    if as_json:
+        _print_json([_version_facts(version) for version in found])
+        return
+    table = Table("version", "rows", "columns", "sha256", "from", "added (UTC)", "by")
+    for version in found:
+        origin = version.parent or version.source
+        table.add_row(
+            str(version.version),
+            f"{version.num_rows:,}",
+            str(version.num_columns),
+            version.content_hash[:12],
+            _fmt(origin),
+            f"{version.created_at:%Y-%m-%d %H:%M}",
+            _fmt(version.created_by),
+        )
+    out.print(table)
+
+
 def _version_facts(version: DatasetVersion) -> dict[str, Any]:
     return {
         "ref": version.ref,
