@@ -137,6 +137,8 @@ def versions(
         _print_json([_version_facts(version) for version in found])
         return
     table = Table("version", "rows", "columns", "sha256", "from", "added (UTC)", "by")
+    table.columns[3].no_wrap = True
+    table.columns[4].overflow = "fold"
     for version in found:
         origin = version.parent or version.source
         table.add_row(
