@@ -116,19 +116,22 @@ class NumericProfile(ColumnProfile):
         self.sketch = QuantileSketch()
 
     def _update_values(self, values: pa.Array) -> None:
-        if not pat.is_integer(values.type):
+        integer = pat.is_integer(values.type)
+        if not integer:
             self.is_integer = False
-        numbers = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
-        finite = np.isfinite(numbers)
-        if not finite.all():
-            nan = np.isnan(numbers)
-            self.nan_count += int(nan.sum())
-            self.inf_count += int((~finite & ~nan).sum())
-            numbers = numbers[finite]
+        numbers = _as_float64(values)
+        if not integer:  # integers converted to float64 are always finite
+            finite = np.isfinite(numbers)
+            if not finite.all():
+                nan = np.isnan(numbers)
+                self.nan_count += int(nan.sum())
+                self.inf_count += int((~finite & ~nan).sum())
+                numbers = numbers[finite]
         if numbers.size == 0:
             return
         batch_mean = float(numbers.mean())
-        batch_m2 = float(np.square(numbers - batch_mean).sum())
+        deviations = numbers - batch_mean
+        batch_m2 = float(np.square(deviations, out=deviations).sum())
         self._combine(
             numbers.size, batch_mean, batch_m2, float(numbers.min()), float(numbers.max())
         )
@@ -322,6 +325,21 @@ class OtherProfile(ColumnProfile):
 
     def _load(self, data: dict[str, Any]) -> None:
         return
+
+
+def _as_float64(values: pa.Array) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Non-null numbers as float64, without pyarrow's pandas-based conversion where possible.
+
+    pyarrow's `to_numpy` imports pandas (a second or so the first time); integer and float
+    arrays without nulls are plain buffers that numpy reads in place and converts the same way.
+    """
+    kind = values.type
+    if len(values) and not values.null_count and (pat.is_integer(kind) or pat.is_floating(kind)):
+        dtype = np.dtype(kind.to_pandas_dtype())  # a numpy type; pandas stays unloaded
+        data = values.buffers()[1]
+        raw = np.frombuffer(data, dtype, len(values), values.offset * dtype.itemsize)
+        return np.asarray(raw, dtype=np.float64)
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 _KINDS: dict[str, type[ColumnProfile]] = {

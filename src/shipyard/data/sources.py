@@ -30,6 +30,9 @@ from shipyard.store.artifacts import Progress
 
 BATCH_ROWS = 64 * 1024
 CSV_BLOCK_BYTES = 4 * 1024 * 1024
+# Parquet is read through a buffer of this size per column, page by page, rather than whole
+# column chunks at once: a file written as one row group would otherwise be held in memory.
+PARQUET_BUFFER_BYTES = 1024 * 1024
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
 COMPRESSIONS = (".gz", ".bz2", ".zst")
 
@@ -132,7 +135,7 @@ def _require_rows(profile: TableProfile, what: str) -> None:
 
 def _ingest_parquet(path: Path, artifacts: ArtifactStore, progress: Progress | None) -> Ingested:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, buffer_size=PARQUET_BUFFER_BYTES, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"{path} is not a readable Parquet file: {exc}") from None
     # The copy-and-hash of the bytes and the profile pass overlap: both release the GIL.
