@@ -20,12 +20,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.types as pat
 
-from shipyard.data.sketch import QuantileSketch
+from shipyard.data.sketch import (
+    DenseCounts,
+    QuantileSketch,
+    weighted_histogram,
+    weighted_quantiles,
+)
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 HISTOGRAM_BINS = 20
 # Past this many distinct values a text column stops counting levels: it is not a category.
 MAX_TRACKED_LEVELS = 10_000
+# Integer columns spanning fewer values than this are counted exactly, value by value (codes,
+# years, ratings): their histograms and quantiles are then exact, not sketched.
+EXACT_INTEGER_SPAN = 1_024
 
 
 def column_kind(arrow_type: pa.DataType) -> str:
@@ -114,6 +122,7 @@ class NumericProfile(ColumnProfile):
         self.m2 = 0.0  # sum of squared deviations from the mean
         self.is_integer = True
         self.sketch = QuantileSketch()
+        self.integer_counts: DenseCounts | None = DenseCounts()
 
     def _update_values(self, values: pa.Array) -> None:
         integer = pat.is_integer(values.type)
@@ -136,6 +145,16 @@ class NumericProfile(ColumnProfile):
             numbers.size, batch_mean, batch_m2, float(numbers.min()), float(numbers.max())
         )
         self.sketch.add(numbers)
+        if integer and self._keeps_integer_counts():
+            assert self.integer_counts is not None
+            self.integer_counts.add_indices(numbers.astype(np.int64))
+
+    def _keeps_integer_counts(self) -> bool:
+        """Whether exact per-value counts still fit; once they do not, they are dropped."""
+        span = (self.maximum or 0.0) - (self.minimum or 0.0)
+        if not self.is_integer or span >= EXACT_INTEGER_SPAN:
+            self.integer_counts = None
+        return self.integer_counts is not None
 
     def _combine(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
         total = self.finite_count + n
@@ -153,6 +172,11 @@ class NumericProfile(ColumnProfile):
         if other.finite_count and other.minimum is not None and other.maximum is not None:
             self._combine(other.finite_count, other.mean, other.m2, other.minimum, other.maximum)
             self.sketch.merge(other.sketch)
+        if other.integer_counts is None:
+            self.integer_counts = None
+        elif self._keeps_integer_counts():
+            assert self.integer_counts is not None
+            self.integer_counts.add_counts(other.integer_counts.offset, other.integer_counts.counts)
 
     @property
     def std(self) -> float | None:
@@ -173,11 +197,20 @@ class NumericProfile(ColumnProfile):
         edges = edges if edges is not None else self.histogram_edges()
         if not edges or self.finite_count == 0:
             return {"edges": edges, "counts": [0] * max(len(edges) - 1, 0)}
-        counts = self.sketch.histogram(np.asarray(edges, dtype=np.float64))
+        counts = weighted_histogram(*self._distribution(), np.asarray(edges, dtype=np.float64))
         return {"edges": edges, "counts": counts.tolist()}
 
+    def _distribution(self) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """(value, count) pairs, ascending: exact for narrow integer columns, else sketched."""
+        exact = self.integer_counts
+        if exact is not None and self.is_integer and exact.counts.size:
+            values = np.arange(exact.counts.size, dtype=np.float64) + exact.offset
+            keep = exact.counts > 0
+            return values[keep], exact.counts[keep]
+        return self.sketch.centroids()
+
     def quantiles(self) -> dict[str, float | None]:
-        values = self.sketch.quantiles(list(QUANTILES))
+        values = weighted_quantiles(*self._distribution(), list(QUANTILES))
         low = self.minimum if self.minimum is not None else -math.inf
         high = self.maximum if self.maximum is not None else math.inf
         # The sketch is accurate to a relative error; the exact range still bounds it.
@@ -196,6 +229,9 @@ class NumericProfile(ColumnProfile):
             "m2": self.m2,
             "is_integer": self.is_integer,
             "sketch": self.sketch.to_dict(),
+            "integer_counts": (
+                self.integer_counts.to_dict() if self.integer_counts is not None else None
+            ),
             # Derived, stored for readers that do not load this class (dashboards, SQL).
             "std": self.std,
             "quantiles": self.quantiles(),
@@ -210,6 +246,8 @@ class NumericProfile(ColumnProfile):
         self.mean, self.m2 = float(data["mean"]), float(data["m2"])
         self.is_integer = bool(data["is_integer"])
         self.sketch = QuantileSketch.from_dict(data["sketch"])
+        counts = data.get("integer_counts")
+        self.integer_counts = DenseCounts.from_dict(counts) if counts is not None else None
 
     def summary(self) -> dict[str, Any]:
         return {

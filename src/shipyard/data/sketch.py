@@ -24,7 +24,7 @@ FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass
-class _Store:
+class DenseCounts:
     """Dense bucket counts starting at bucket index `offset`."""
 
     offset: int = 0
@@ -61,7 +61,7 @@ class _Store:
         return {"offset": self.offset + first, "counts": self.counts[first : last + 1].tolist()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> _Store:
+    def from_dict(cls, data: dict[str, Any]) -> DenseCounts:
         return cls(int(data["offset"]), np.asarray(data["counts"], dtype=np.int64))
 
 
@@ -74,8 +74,8 @@ class QuantileSketch:
         self.relative_accuracy = relative_accuracy
         self.gamma = (1 + relative_accuracy) / (1 - relative_accuracy)
         self._log_gamma = math.log(self.gamma)
-        self.positive = _Store()
-        self.negative = _Store()
+        self.positive = DenseCounts()
+        self.negative = DenseCounts()
         self.zero_count = 0
 
     @property
@@ -164,21 +164,11 @@ class QuantileSketch:
 
     def quantiles(self, qs: list[float]) -> list[float | None]:
         """Approximate quantiles, `None` for an empty sketch."""
-        values, counts = self.centroids()
-        if counts.size == 0:
-            return [None for _ in qs]
-        cumulative = np.cumsum(counts)
-        ranks = np.asarray(qs, dtype=np.float64) * (cumulative[-1] - 1)
-        positions = np.searchsorted(cumulative, ranks, side="right")
-        return [float(v) for v in values[np.minimum(positions, values.size - 1)]]
+        return weighted_quantiles(*self.centroids(), qs)
 
     def histogram(self, edges: FloatArray) -> npt.NDArray[np.int64]:
         """Counts in the bins given by `edges` (each bucket falls in its representative's bin)."""
-        values, counts = self.centroids()
-        clipped = np.clip(values, edges[0], edges[-1])
-        hist, _ = np.histogram(clipped, bins=edges, weights=counts)
-        rounded: npt.NDArray[np.int64] = np.rint(hist).astype(np.int64)
-        return rounded
+        return weighted_histogram(*self.centroids(), edges)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,7 +181,29 @@ class QuantileSketch:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantileSketch:
         sketch = cls(float(data["relative_accuracy"]))
-        sketch.positive = _Store.from_dict(data["positive"])
-        sketch.negative = _Store.from_dict(data["negative"])
+        sketch.positive = DenseCounts.from_dict(data["positive"])
+        sketch.negative = DenseCounts.from_dict(data["negative"])
         sketch.zero_count = int(data["zero_count"])
         return sketch
+
+
+def weighted_quantiles(
+    values: FloatArray, counts: npt.NDArray[np.int64], qs: list[float]
+) -> list[float | None]:
+    """Quantiles of ascending `values` seen `counts` times each (lower value at a tie)."""
+    if counts.size == 0:
+        return [None for _ in qs]
+    cumulative = np.cumsum(counts)
+    ranks = np.asarray(qs, dtype=np.float64) * (cumulative[-1] - 1)
+    positions = np.searchsorted(cumulative, ranks, side="right")
+    return [float(v) for v in values[np.minimum(positions, values.size - 1)]]
+
+
+def weighted_histogram(
+    values: FloatArray, counts: npt.NDArray[np.int64], edges: FloatArray
+) -> npt.NDArray[np.int64]:
+    """Counts of `values` seen `counts` times each, in the bins given by `edges`."""
+    clipped = np.clip(values, edges[0], edges[-1])
+    hist, _ = np.histogram(clipped, bins=edges, weights=counts)
+    rounded: npt.NDArray[np.int64] = np.rint(hist).astype(np.int64)
+    return rounded
