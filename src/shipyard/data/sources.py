@@ -236,7 +236,7 @@ def _check_header(schema: pa.Schema, path: Path) -> None:
 
 
 _CONVERSION = re.compile(
-    r"In CSV column #(?P<col>\d+): Row #(?P<row>\d+): "
+    r"In CSV column #(?P<col>\d+): (?:Row #(?P<row>\d+): )?"
     r"CSV conversion error to (?P<type>[\w\[\], ]+): invalid value '(?P<value>[^']*)'"
 )
 
@@ -250,13 +250,18 @@ def _describe_csv_error(path: Path, exc: Exception) -> str:
         column = _column_name(path, int(match["col"]))
         return (
             f"column {column!r} in {path} changes type mid-file: the first rows made it "
-            f"{match['type']}, but row {match['row']} holds {match['value']!r}; fix that value or "
+            f"{match['type']}, but {_row(match['row'])}holds {match['value']!r}; fix that value or "
             f"declare the column's type (--type {column}=string, or float for numbers)"
         )
     first_line = message.splitlines()[0]
     return (
         f"malformed CSV file {path}: {first_line}; fix the file (delimiter, quoting, column count)"
     )
+
+
+def _row(number: str | None) -> str:
+    # pyarrow names the row only when the reader counts rows, which streaming reads do not.
+    return f"row {number} " if number else "a later row "
 
 
 def _column_name(path: Path, index: int) -> str:

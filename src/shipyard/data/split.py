@@ -94,8 +94,7 @@ def _check_ratios(ratios: dict[str, float]) -> dict[str, float]:
 
 def _by_ratio(rows: int, ratios: list[float], seed: int) -> Any:
     """Row -> part, as a function of a batch and its offset, from a seeded shuffle."""
-    sizes = np.floor(np.asarray(ratios) * rows).astype(np.int64)
-    sizes[0] += rows - sizes.sum()  # the first part takes the rounding remainder
+    sizes = _apportion(rows, ratios)
     labels = np.repeat(np.arange(len(ratios), dtype=np.int8), sizes)
     np.random.default_rng(seed).shuffle(labels)
 
@@ -103,6 +102,16 @@ def _by_ratio(rows: int, ratios: list[float], seed: int) -> Any:
         return labels[offset : offset + batch.num_rows]
 
     return assign
+
+
+def _apportion(rows: int, ratios: list[float]) -> npt.NDArray[np.int64]:
+    """Whole part sizes adding up to `rows`, by largest remainder (0.71 of 100 is 71, not 70)."""
+    exact = np.asarray(ratios) * rows
+    sizes = np.floor(exact + 1e-9).astype(np.int64)
+    shortfall = rows - int(sizes.sum())
+    for index in np.argsort(-(exact - sizes), kind="stable")[:shortfall]:
+        sizes[index] += 1
+    return sizes
 
 
 def _time_boundaries(

@@ -72,7 +72,12 @@ class Expectations(BaseModel):
             "# mostly: the share of non-null values that must satisfy min/max/allowed.\n\n"
         )
         body = tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
-        target.write_text(header + body)
+        try:
+            target.write_text(header + body)
+        except OSError as exc:
+            raise InvalidInput(
+                f"cannot write expectations to {target}: {exc.strerror}; choose a file path"
+            ) from None
         return target
 
     @classmethod
@@ -82,6 +87,8 @@ class Expectations(BaseModel):
             return cls.model_validate(tomllib.loads(source.read_text()))
         except FileNotFoundError:
             raise InvalidInput(f"expectations file {source} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read expectations file {source}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise InvalidInput(f"expectations file {source} is not valid TOML: {exc}") from None
         except ValidationError as exc:
@@ -205,7 +212,9 @@ def _tally(
         for name, rule in expectations.columns.items()
         if rule.allowed is not None
     }
+    rows = 0
     for batch in batches:
+        rows += batch.num_rows
         for name in present:
             _tally_column(
                 tallies[name],
@@ -214,7 +223,6 @@ def _tally(
                 allowed_sets.get(name),
             )
     if not present:  # still count rows when no expected column is there
-        rows = sum(batch.num_rows for batch in batches)
         tallies = {"": _ColumnTally(values=rows)}
     return tallies
 
@@ -286,7 +294,12 @@ def _column_checks(
     name: str, rule: ColumnExpectation, arrow_type: pa.DataType, tally: _ColumnTally
 ) -> list[Check]:
     found = logical_type(arrow_type)
-    type_ok = found == rule.type or rule.type in WIDENS_TO.get(found, set())
+    # A column with no value at all has Arrow's null type: it fits any type; nulls are judged below.
+    type_ok = (
+        pa.types.is_null(arrow_type)
+        or found == rule.type
+        or rule.type in WIDENS_TO.get(found, set())
+    )
     checks = [Check(name, "type", rule.type.value, f"{found.value} ({arrow_type})", type_ok)]
     null_share = tally.nulls / tally.values if tally.values else 0.0
     checks.append(
