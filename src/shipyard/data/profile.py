@@ -128,6 +128,7 @@ class NumericProfile(ColumnProfile):
         integer = pat.is_integer(values.type)
         if not integer:
             self.is_integer = False
+            self.integer_counts = None
         numbers = _as_float64(values)
         if not integer:  # integers converted to float64 are always finite
             finite = np.isfinite(numbers)

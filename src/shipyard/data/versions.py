@@ -90,7 +90,9 @@ class DatasetVersion:
                     DatasetRecord.name == self.name, DatasetVersionRecord.version == self.version
                 )
             )
-        return TableProfile.from_dict(data or {"columns": {}})
+        loaded = TableProfile.from_dict(data or {"columns": {}})
+        # PostgreSQL's JSONB does not keep key order: put the columns back in schema order.
+        return TableProfile({name: loaded.columns[name] for name in self.schema.names})
 
     def path(self, progress: Progress | None = None) -> Path:
         """A local Parquet file with this version's data, verified against its sha256."""
