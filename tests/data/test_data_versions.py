@@ -187,3 +187,17 @@ def test_stored_profile_keeps_the_column_order(project: Project) -> None:
     more.merge(stored)
     assert more.num_rows == 4
     assert more.columns["color"].to_dict()["frequencies"] == {"a": 2, "b": 2}
+
+
+def test_a_corrupted_version_is_refused_and_adding_it_again_repairs_it(project: Project) -> None:
+    from shipyard.errors import ArtifactCorrupted
+
+    version = data.add(_table(0, rows=50), "repairable", project=project)
+    blob = Path(project.artifacts.key(version.artifact))
+    original = blob.read_bytes()
+    blob.write_bytes(original[:-8] + b"\0" * 8)  # same size, other bytes
+    with pytest.raises(ArtifactCorrupted, match="is corrupted"):
+        version.to_arrow()
+    again = data.add(_table(0, rows=50), "repairable", project=project)
+    assert (again.ref, again.created) == (version.ref, False)
+    assert version.to_arrow().equals(_table(0, rows=50))

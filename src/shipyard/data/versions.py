@@ -328,6 +328,8 @@ def _record(
         )
     )
     if same_content is not None:
+        if same_content.artifact == ingested.staged.digest:
+            project.artifacts.commit(ingested.staged)  # repairs the blob if it was corrupted
         return _to_version(session, same_content, name, project, created=False)
     number = (
         session.scalar(

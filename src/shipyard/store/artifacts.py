@@ -142,8 +142,12 @@ class ArtifactStore:
         return Staged(tmp, hasher.hexdigest(), size)
 
     def commit(self, staged: Staged) -> Blob:
-        """Move a staged blob under its digest (or drop it when that content is stored)."""
-        if self.exists(staged.digest):
+        """Move a staged blob under its digest (or drop it when that content is stored).
+
+        A stored blob that no longer matches its digest is replaced by the staged bytes, so
+        storing the same content again repairs a corrupted blob.
+        """
+        if self.exists(staged.digest) and self._intact(staged.digest):
             self.discard(staged)
             return Blob(staged.digest, staged.size, created=False)
         final = self.key(staged.digest)
@@ -156,6 +160,29 @@ class ArtifactStore:
             raise ArtifactError(f"cannot store blob {staged.digest} in {self.url}: {exc}") from None
         return Blob(staged.digest, staged.size, created=True)
 
+    def _intact(self, digest: str) -> bool:
+        try:
+            self._verified_hash(digest)
+        except ArtifactCorrupted:
+            return False
+        return True
+
+    def _verified_hash(self, digest: str) -> None:
+        hasher = hashlib.sha256()
+        with self.fs.open(self.key(digest), "rb", **self._read_options()) as source:
+            while chunk := source.read(CHUNK_SIZE):
+                hasher.update(chunk)
+        _verify(digest, hasher.hexdigest(), self.key(digest))
+
+    def _read_options(self) -> dict[str, Any]:
+        # s3fs reads ahead and buffers 50 MiB blocks by default: stream in our own chunks.
+        return {} if self.is_local else {"block_size": CHUNK_SIZE, "cache_type": "none"}
+
+    def _write_options(self) -> dict[str, Any]:
+        # s3fs uploads a whole block as one part (50 MiB by default); 8 MiB keeps memory low
+        # while staying above S3's 5 MiB minimum part size.
+        return {} if self.is_local else {"block_size": 8 * 1024 * 1024}
+
     def discard(self, staged: Staged) -> None:
         """Forget a staged blob that must not be stored."""
         self._remove_quietly(staged.tmp_key)
@@ -164,7 +191,7 @@ class ArtifactStore:
         tmp = self._tmp_key()
         try:
             self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-            with self.fs.open(tmp, "wb") as handle:
+            with self.fs.open(tmp, "wb", **self._write_options()) as handle:
                 for chunk in chunks:
                     handle.write(chunk)
                 if self.is_local:
@@ -221,7 +248,10 @@ class ArtifactStore:
         partial = cached.with_name(f".{digest}.{uuid.uuid4().hex}.part")
         hasher = hashlib.sha256()
         try:
-            with self.fs.open(self.key(digest), "rb") as source, partial.open("wb") as target:
+            with (
+                self.fs.open(self.key(digest), "rb", **self._read_options()) as source,
+                partial.open("wb") as target,
+            ):
                 while chunk := source.read(CHUNK_SIZE):
                     hasher.update(chunk)
                     target.write(chunk)
@@ -264,5 +294,6 @@ def _verify(expected: str, actual: str, where: str) -> None:
     if expected != actual:
         raise ArtifactCorrupted(
             f"artifact sha256:{expected} at {where} is corrupted (its bytes hash to "
-            f"sha256:{actual}); it was not loaded. Restore it from a backup or add the data again"
+            f"sha256:{actual}); it was not loaded. Restore it from a backup, or store the same "
+            "content again, which replaces a corrupted blob"
         )
