@@ -276,3 +276,18 @@ def test_saving_expectations_where_no_file_can_go_is_a_clear_error(
     folder.mkdir()
     with pytest.raises(ShipyardError, match="taken"):
         data.expectations_for(reference).save(folder)
+
+
+def test_nan_counts_as_out_of_range(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shipyard.data.validation import ColumnExpectation, Expectations
+
+    path = tmp_path / "nan.parquet"
+    pq.write_table(pa.table({"x": [1.0, float("nan"), 2.0, 3.0]}), path)
+    rules = Expectations(columns={"x": ColumnExpectation(type="float", min=0.0, max=5.0)})
+    report = data.validate(path, rules)
+    (range_check,) = [check for check in report.checks if check.rule == "range"]
+    assert not range_check.passed
+    assert range_check.observed.startswith("1 outside")

@@ -66,6 +66,7 @@ def add(
         TimeRemainingColumn(),
         console=out,
         transient=True,
+        disable=not out.is_terminal,  # a pipe or a log gets the result line only
     ) as bar:
         task = bar.add_task(f"adding {path.name}", total=size or None)
         version = data.add(

@@ -247,6 +247,8 @@ def _tally_column(
             outside = below if above is None else above
         else:
             outside = pc.or_(below, above)
+        if pa.types.is_floating(values.type):  # NaN compares false to both bounds
+            outside = pc.or_(outside, pc.is_nan(values))
         tally.out_of_range += pc.sum(outside).as_py() or 0
     if allowed is not None:
         if pa.types.is_boolean(values.type):
