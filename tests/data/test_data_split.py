@@ -211,3 +211,25 @@ def test_bad_splits_store_nothing(
         data.split(parent, **kwargs)
     assert _store_state(sqlite_project) == before
     assert [s.name for s in data.list_datasets(project=sqlite_project)] == ["events"]
+
+
+def test_a_split_that_cannot_be_recorded_stores_no_part(tmp_path: Path) -> None:
+    """All parts are recorded in one transaction: a locked database leaves none of them."""
+    import sqlite3
+
+    from shipyard.errors import DatabaseLocked
+
+    project = Project.init(tmp_path / ".shipyard-locked", database_timeout=0.5)
+    parent = _parent(project, 60)
+    before = _store_state(project)
+    holder = sqlite3.connect(project.metadata.url.database or "", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseLocked, match="locked by another process"):
+            data.split(parent, {"train": 0.5, "test": 0.5}, seed=3)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert _store_state(project) == before
+    parts = data.split(parent, {"train": 0.5, "test": 0.5}, seed=3)
+    assert [p.num_rows for p in parts.values()] == [30, 30]

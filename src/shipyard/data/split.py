@@ -21,7 +21,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shipyard.data.schema import LogicalType
-from shipyard.data.versions import DatasetVersion, add, check_name
+from shipyard.data.sources import Ingested, ingest
+from shipyard.data.versions import DatasetVersion, Pending, check_name, record_all
 from shipyard.errors import InvalidInput
 from shipyard.project import Project
 
@@ -67,18 +68,31 @@ def split(
                 f"part(s) {', '.join(empty)} of {version.ref} would be empty; "
                 "change the ratios or cutoffs"
             )
-        return {
-            name: add(
-                files[name],
-                f"{prefix}-{name}",
-                description=f"{name} part of {version.ref}",
-                parent=version,
-                source_label=f"{description['strategy']} split of {version.ref}",
-                split={**description, "part": name, "parent": version.ref},
-                project=project,
-            )
-            for name in names
-        }
+        # Every part is read first and all are recorded in one transaction: all parts or none.
+        label = f"{description['strategy']} split of {version.ref}"
+        pending: list[Pending] = []
+        try:
+            for name in names:
+                pending.append(
+                    Pending(
+                        f"{prefix}-{name}",
+                        _ingested(files[name], project, label),
+                        description=f"{name} part of {version.ref}",
+                        parent=version,
+                        split={**description, "part": name, "parent": version.ref},
+                    )
+                )
+        except BaseException:
+            for item in pending:
+                project.artifacts.discard(item.ingested.staged)
+            raise
+        return dict(zip(names, record_all(project, pending), strict=True))
+
+
+def _ingested(path: Path, project: Project, label: str) -> Ingested:
+    ingested = ingest(path, project.artifacts)
+    ingested.source = label
+    return ingested
 
 
 def _check_ratios(ratios: dict[str, float]) -> dict[str, float]:

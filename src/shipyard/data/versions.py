@@ -294,26 +294,36 @@ def add(
     )
     if source_label is not None:
         ingested.source = source_label
+    (version,) = record_all(project, [Pending(name, ingested, description, parent, split, run_id)])
+    return version
+
+
+@dataclass
+class Pending:
+    """An ingested source waiting to be recorded as a version of dataset `name`."""
+
+    name: str
+    ingested: Ingested
+    description: str = ""
+    parent: DatasetVersion | None = None
+    split: dict[str, Any] | None = None
+    run_id: str | None = None
+
+
+def record_all(project: Project, pending: list[Pending]) -> list[DatasetVersion]:
+    """Record several ingested sources as versions in one transaction: all of them or none."""
     try:
         return project.metadata.write_with_retry(
-            lambda session: _record(
-                session, project, name, ingested, description, parent, split, run_id
-            )
+            lambda session: [_record(session, project, item) for item in pending]
         )
     finally:
-        project.artifacts.discard(ingested.staged)  # a no-op once committed
+        for item in pending:
+            project.artifacts.discard(item.ingested.staged)  # a no-op once committed
 
 
-def _record(
-    session: Session,
-    project: Project,
-    name: str,
-    ingested: Ingested,
-    description: str,
-    parent: DatasetVersion | None,
-    split: dict[str, Any] | None,
-    run_id: str | None,
-) -> DatasetVersion:
+def _record(session: Session, project: Project, item: Pending) -> DatasetVersion:
+    name, ingested, description = item.name, item.ingested, item.description
+    parent, split, run_id = item.parent, item.split, item.run_id
     dataset = session.scalar(
         select(DatasetRecord).where(DatasetRecord.name == name).with_for_update()
     )
