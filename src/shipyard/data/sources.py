@@ -28,7 +28,7 @@ from shipyard.errors import InvalidInput
 from shipyard.store import ArtifactStore, Staged, sha256_file
 from shipyard.store.artifacts import Progress
 
-BATCH_ROWS = 64 * 1024
+BATCH_ROWS = 32 * 1024
 CSV_BLOCK_BYTES = 4 * 1024 * 1024
 # Parquet is read through a buffer of this size per column, page by page, rather than whole
 # column chunks at once: a file written as one row group would otherwise be held in memory.
