@@ -319,11 +319,6 @@ def _ingest_table(table: pa.Table, artifacts: ArtifactStore) -> Ingested:
     )
 
 
-def batches_of(path: Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a stored Parquet blob in batches."""
-    yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
-
-
 def open_batches(
     path: str | Path,
     *,
