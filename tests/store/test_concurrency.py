@@ -159,7 +159,7 @@ def test_concurrent_adds_number_versions_without_gaps(project: Project, database
 
 
 def test_concurrent_migrations_all_succeed(database_url: str, tmp_path: Path) -> None:
-    reports = _run_together(migrate_worker, database_url, tmp_path, 3)
+    reports = _run_together(migrate_worker, database_url, tmp_path, WORKERS)
     assert set(reports.values()) == {SCHEMA_REVISION}
     store = MetadataStore(database_url)
     assert store.current_revision() == store.head_revision()
