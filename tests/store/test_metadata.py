@@ -16,7 +16,18 @@ from shipyard.project import Project
 from shipyard.store.metadata import MetadataStore
 from shipyard.store.models import SCHEMA_REVISION, DatasetRecord
 
-TABLES = ["alembic_version", "dataset_versions", "datasets"]
+TABLES = [
+    "alembic_version",
+    "dataset_versions",
+    "datasets",
+    "environments",
+    "run_artifacts",
+    "run_metrics",
+    "run_params",
+    "run_tags",
+    "runs",
+    "step_runs",
+]
 
 # Holds SQLite's write lock until told to let go on stdin (a second process, not a thread).
 HOLD_WRITE_LOCK = """

@@ -9,7 +9,9 @@ callers retry the rare conflict (see `MetadataStore.write`).
 from __future__ import annotations
 
 import fcntl
+import os
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +21,6 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -52,6 +53,18 @@ def _parse_url(url: str) -> URL:
 def _safe_url(url: URL) -> str:
     """The URL with its password masked: it appears in error messages."""
     return url.render_as_string(hide_password=True)
+
+
+def _forget_in_forked_children(engine: Engine) -> None:
+    """After a fork, the child drops (without closing) the connections it inherited."""
+    reference = weakref.ref(engine)
+
+    def forget() -> None:
+        alive = reference()
+        if alive is not None:
+            alive.dispose(close=False)
+
+    os.register_at_fork(after_in_child=forget)
 
 
 class MetadataStore:
@@ -89,8 +102,11 @@ class MetadataStore:
             ) from None
 
     def _create_sqlite_engine(self, *, immediate: bool) -> Engine:
-        # NullPool: a connection per session keeps forked worker processes from sharing one.
-        engine = create_engine(self.url, poolclass=NullPool, connect_args={"timeout": self.timeout})
+        # Pooled: opening a SQLite connection (and its PRAGMAs) costs a millisecond, which a
+        # run pays on every flush. A forked child drops the parent's pooled connections
+        # without closing them, so the two processes never share one.
+        engine = create_engine(self.url, connect_args={"timeout": self.timeout})
+        _forget_in_forked_children(engine)
         busy_ms = int(self.timeout * 1000)
 
         @event.listens_for(engine, "connect")

@@ -10,7 +10,9 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -43,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # The newest Alembic revision; a test checks it against the migrations folder.
-SCHEMA_REVISION = "0001_datasets"
+SCHEMA_REVISION = "0002_runs"
 
 
 def utcnow() -> datetime:
@@ -99,3 +101,114 @@ class DatasetVersionRecord(Base):
     created_by: Mapped[str] = mapped_column(String(128))
 
     dataset: Mapped[DatasetRecord] = relationship(back_populates="versions")
+
+
+# -- runs (tracking) and step executions (pipelines) ------------------------------------------
+
+# SQLite keeps 64-bit integers in an INTEGER PRIMARY KEY only under that exact type name.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class EnvironmentRecord(Base):
+    """A Python environment, stored once and shared by every run made in it (id = its hash)."""
+
+    __tablename__ = "environments"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    python: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(Text)
+    packages: Mapped[dict[str, Any]]
+    lock_file: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lock_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RunRecord(Base):
+    """One tracked run: who ran what code, in which environment, with which seed, and how it went."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), default="")
+    kind: Mapped[str] = mapped_column(String(16), default="run")
+    pipeline: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    user: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    code_root: Mapped[str | None] = mapped_column(Text, nullable=True)
+    code_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_dirty: Mapped[bool | None] = mapped_column(nullable=True)
+    code_patch: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
+    resumed_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    reproduces: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RunParamRecord(Base):
+    __tablename__ = "run_params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)  # JSON, so a reproduction gets the same types back
+
+
+class RunTagRecord(Base):
+    __tablename__ = "run_tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class RunMetricRecord(Base):
+    """One point of a metric series (a single value is a series of one, at step 0)."""
+
+    __tablename__ = "run_metrics"
+    __table_args__ = (Index("ix_run_metrics_run_key_step", "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    key: Mapped[str] = mapped_column(String(256))
+    step: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[float | None] = mapped_column(Float(precision=53), nullable=True)  # NULL = NaN
+    timestamp_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunArtifactRecord(Base):
+    """A value a run read (input) or wrote (output): the edges that lineage walks."""
+
+    __tablename__ = "run_artifacts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(512), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    digest: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    meta: Mapped[dict[str, Any]]
+    step: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepRunRecord(Base):
+    """One step of a pipeline run: its cache key and the parts it was made of, and its outputs."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step", name="uq_step_runs_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    step: Mapped[str] = mapped_column(String(256))
+    cache_key: Mapped[str] = mapped_column(String(64), index=True)
+    key_parts: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    cached_from: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    outputs: Mapped[dict[str, Any]]
+    seed: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
