@@ -15,6 +15,8 @@ import typer
 
 from shipyard.cli.console import err_console, out
 from shipyard.cli.data import data_app
+from shipyard.cli.pipelines import lineage, reproduce, run
+from shipyard.cli.runs import runs_app
 
 app = typer.Typer(
     name="shipyard",
@@ -24,6 +26,30 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(runs_app, name="runs")
+app.command()(run)
+app.command()(reproduce)
+app.command()(lineage)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version as installed_version
+
+        out.print(installed_version("shipyard"))
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Continuous delivery for machine learning: versioned data to production models."""
 
 
 @app.command()

@@ -50,6 +50,10 @@ if TYPE_CHECKING:
     from shipyard.pipelines.pipeline import Pipeline
 
 DONE = ("finished", "cached")
+# Pipelines are seeded with a fixed seed unless told otherwise: a step's seed is part of its
+# cache key, so a fresh random seed per run would make every run miss the cache, and the same
+# code, data and parameters should give the same model.
+DEFAULT_SEED = 0
 
 
 class StepFailed(ShipyardError):
@@ -171,6 +175,7 @@ class _Execution:
             "params": params,
             "inputs": inputs,
             "deps": self.deps,
+            "seed": derive_seed(self.run.seed, node.name),
             "outputs": list(node.step.outputs),
         }
         key_basis = {k: v for k, v in parts.items() if k != "code_parts"}
@@ -190,9 +195,7 @@ class _Execution:
         with self.project.metadata.read() as session:
             candidates = session.scalars(
                 select(StepRunRecord)
-                .where(
-                    StepRunRecord.cache_key == planned.key, StepRunRecord.status.in_(DONE)
-                )
+                .where(StepRunRecord.cache_key == planned.key, StepRunRecord.status.in_(DONE))
                 .order_by(StepRunRecord.id.desc())
                 .limit(5)
             ).all()
@@ -369,6 +372,8 @@ def _describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> str:
         reasons.append(f"input changed: {', '.join(changed_inputs)}")
     if old.get("deps") != new.get("deps"):
         reasons.append("dependencies changed (lock file or installed packages)")
+    if old.get("seed") != new.get("seed"):
+        reasons.append(f"seed changed: {old.get('seed')} -> {new.get('seed')}")
     if old.get("outputs") != new.get("outputs"):
         reasons.append("declared outputs changed")
     return "; ".join(reasons)
@@ -404,7 +409,7 @@ def _drive(execution: _Execution) -> str:
 
     start_ready()
     while in_flight:
-        done, _ = wait([f for group in in_flight.values() for f in group[2]], FIRST_COMPLETED)
+        wait([f for group in in_flight.values() for f in group[2]], return_when=FIRST_COMPLETED)
         for first, (node, planned, futures, (started, reason)) in list(in_flight.items()):
             if not all(f.done() for f in futures):
                 continue
@@ -433,9 +438,7 @@ def _reuse(execution: _Execution, node: Node, planned: _Planned, record: StepRun
         name: StoredValue.from_json(doc) for name, doc in record.outputs.get("values", {}).items()
     }
     logged = [tuple(entry) for entry in record.outputs.get("logged", [])]
-    execution.record(
-        node, planned, "cached", outputs=outputs, logged=logged, cached_from=source
-    )
+    execution.record(node, planned, "cached", outputs=outputs, logged=logged, cached_from=source)
     execution.replay_logged(logged)
     execution.reports[node.name] = StepReport(
         node.name, "cached", f"cached from run {source[:12]}", source, 0.0, outputs
@@ -455,7 +458,7 @@ def _finish(
     for future in futures:
         try:
             results.append(future.result())
-        except Exception as exc:  # noqa: BLE001 - e.g. a Dask worker died or could not unpickle
+        except Exception as exc:
             results.append(TaskResult(error=str(exc), error_type=type(exc).__name__,
                                       traceback=str(exc)))  # fmt: skip
     logged = [entry for result in results for entry in result.logged]
@@ -479,9 +482,7 @@ def _finish(
         return message
     execution.record(node, planned, "finished", outputs=outputs, logged=logged, started=started)
     execution.replay_logged(logged)
-    execution.reports[node.name] = StepReport(
-        node.name, "finished", reason, None, seconds, outputs
-    )
+    execution.reports[node.name] = StepReport(node.name, "finished", reason, None, seconds, outputs)
     execution.display.finished(node.name, seconds)
     return None
 
@@ -551,9 +552,11 @@ def run_pipeline(
                 "change them"
             )
         params, seed, resume = earlier.params, earlier.seed, earlier.id
+    seed = DEFAULT_SEED if seed is None else seed
     resolved = pipeline.resolve_params(params)
     graph = pipeline.build(resolved)
     code_root = Path(code_state().root)
+    source = source or _source_file(pipeline, code_root)
     fingerprints = {name: fingerprint(node.step.fn) for name, node in graph.nodes.items()}
     deps = current_environment(code_root).dependency_hash
     active_runner = make_runner(runner, parallel=parallel)
@@ -595,6 +598,19 @@ def run_pipeline(
         failing = next(name for name, r in execution.reports.items() if r.status == "failed")
         raise StepFailed(failure, run_id=run.id, step=failing) from execution.failed_exception
     return result
+
+
+def _source_file(pipeline: Pipeline, code_root: Path) -> str | None:
+    """Where the pipeline is defined, for reproductions: `path:name` under the code root."""
+    import inspect
+
+    from shipyard.pipelines.loading import source_of
+
+    try:
+        file = inspect.getsourcefile(pipeline.fn)
+    except TypeError:
+        return None
+    return source_of(Path(file), pipeline, code_root) if file else None
 
 
 def _step_modules(graph: Graph) -> list[str]:

@@ -126,12 +126,11 @@ class Pipeline:
                     raise ValueError(text)
                 return lowered in ("true", "1", "yes")
             if expected in (int, float, str):
-                return expected(text)  # type: ignore[misc]
+                return expected(text)
         except ValueError:
             assert expected is not None
             raise InvalidInput(
-                f"pipeline {self.name}: parameter {key!r} must be {expected.__name__}; "
-                f"got {text!r}"
+                f"pipeline {self.name}: parameter {key!r} must be {expected.__name__}; got {text!r}"
             ) from None
         try:
             return json.loads(text)

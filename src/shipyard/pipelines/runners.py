@@ -10,6 +10,7 @@ processes, so independent steps and shards run in parallel there with their own 
 
 from __future__ import annotations
 
+import importlib
 import sys
 import time
 import traceback
@@ -61,7 +62,7 @@ def execute_task(task: StepTask) -> TaskResult:
     try:
         value = task.fn(**task.kwargs)
         return TaskResult(value=value, logged=context.logged, seconds=_since(started))
-    except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
+    except Exception as exc:
         return TaskResult(
             error=str(exc),
             error_type=type(exc).__name__,
@@ -84,7 +85,7 @@ def _picklable(exc: BaseException) -> bool:
 
     try:
         pickle.dumps(exc)
-    except Exception:  # noqa: BLE001 - any failure means "send the text only"
+    except Exception:
         return False
     return True
 
@@ -109,7 +110,7 @@ class _Synchronous(Executor):
         future: Future[Any] = Future()
         try:
             future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits on the future
+        except BaseException as exc:
             future.set_exception(exc)
         return future
 
@@ -149,14 +150,14 @@ class DaskRunner:
 
     def __init__(self, address: str | None = None, *, workers: int = 2) -> None:
         try:
-            from distributed import Client, LocalCluster
+            distributed: Any = importlib.import_module("distributed")  # untyped: used as Any
         except ImportError:
             raise ConfigError(
                 "the Dask runner needs dask.distributed: pip install 'shipyard[dask]'"
             ) from None
         self._cluster: Any = None
         if address is None:
-            self._cluster = LocalCluster(
+            self._cluster = distributed.LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,  # one step per process: global seeds stay per step
                 processes=True,
@@ -167,7 +168,7 @@ class DaskRunner:
         self.address = address
         self.name = f"dask ({address})"
         try:
-            self.client = Client(address, timeout=30)
+            self.client: Any = distributed.Client(address, timeout=30)
         except OSError as exc:
             if self._cluster is not None:
                 self._cluster.close()
@@ -219,7 +220,12 @@ def project_modules(root: Path) -> list[str]:
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
-        if name.split(".")[0] == "shipyard" or not file or "site-packages" in file or "dist-packages" in file:
+        if (
+            name.split(".")[0] == "shipyard"
+            or not file
+            or "site-packages" in file
+            or "dist-packages" in file
+        ):
             continue
         try:
             if Path(file).resolve().is_relative_to(root):

@@ -99,7 +99,9 @@ def _check_outputs(outputs: tuple[str, ...] | None) -> tuple[str, ...]:
     if outputs is None:
         return (DEFAULT_OUTPUT,)
     if isinstance(outputs, str) or not outputs:
-        raise InvalidInput(f"outputs= takes a tuple of names, e.g. ('train', 'test'); got {outputs!r}")
+        raise InvalidInput(
+            f"outputs= takes a tuple of names, e.g. ('train', 'test'); got {outputs!r}"
+        )
     names = tuple(_check_name(item, "output") for item in outputs)
     if len(set(names)) != len(names):
         raise InvalidInput(f"output names must be unique; got {outputs!r}")

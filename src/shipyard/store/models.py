@@ -124,7 +124,7 @@ class EnvironmentRecord(Base):
 
 
 class RunRecord(Base):
-    """One tracked run: who ran what code, in which environment, with which seed, and how it went."""
+    """One tracked run: who ran what code, in which environment, with what seed, how it went."""
 
     __tablename__ = "runs"
 
