@@ -1,12 +1,20 @@
 """`make demo`: the loop as far as it exists, on the embedded default (SQLite + local files).
 
 It makes a small synthetic customer table, then drives the real `shipyard` command in a fresh
-folder: init, add, a re-add that stores nothing, show, a drifted batch that fails validation,
-that batch as version 2, the diff between the versions, and a reproducible split.
+folder (a git repository, so runs record their commit):
+
+- data: init, add, a re-add that stores nothing, show, a drifted batch that fails validation,
+  that batch as version 2, the diff between the versions, and a reproducible split;
+- training: the churn pipeline (examples/churn_pipeline.py) run, re-run fully cached, re-run
+  with one parameter changed (only what depends on it runs again), and after an edit to a helper
+  module two calls deep (the steps that reach it run again, and say so);
+- tracking: runs list, compare and search; the lineage of the data; a reproduction of the first
+  run from its commit, parameters and seed, output by output.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -16,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent / "demo-data"
+EXAMPLES = Path(__file__).resolve().parent
+ROOT = EXAMPLES.parent / "demo-data"
 SHIPYARD = str(Path(sys.executable).parent / "shipyard")
 
 
@@ -46,6 +55,49 @@ def shipyard(*args: str, expect_failure: bool = False) -> None:
         sys.exit(f"demo step failed: shipyard {shlex.join(args)} exited {result.returncode}")
 
 
+def run_pipeline(*params: str) -> str:
+    """`shipyard run` the churn pipeline, showing its output; the new run's id."""
+    args = ["run", "churn_pipeline.py", *[part for p in params for part in ("--param", p)]]
+    shipyard(*args)
+    latest = subprocess.run(
+        [SHIPYARD, "runs", "list", "--limit", "1", "--json"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return str(json.loads(latest.stdout)[0]["id"])
+
+
+def git(*args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=shipyard demo", "-c", "user.email=demo@localhost", *args],
+        cwd=ROOT, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def training_loop() -> None:
+    for name in ("churn_pipeline.py", "churn_features.py"):
+        shutil.copy(EXAMPLES / name, ROOT / name)
+    (ROOT / ".gitignore").write_text(".shipyard/\n*.csv\n*.parquet\n")
+    git("init", "--quiet")
+    git("add", ".")
+    git("commit", "--quiet", "-m", "churn pipeline")
+
+    first = run_pipeline("data=customers@1")
+    run_pipeline("data=customers@1")  # nothing changed: every step comes from the cache
+    run_pipeline("data=customers@1", "trees=80")  # only the steps that take `trees` run
+    features = ROOT / "churn_features.py"
+    features.write_text(
+        features.read_text().replace("INCOME_SCALE = 1000.0", "INCOME_SCALE = 500.0")
+    )
+    edited = run_pipeline("data=customers@1")  # a constant two calls deep changed
+    features.write_text((EXAMPLES / "churn_features.py").read_text())
+
+    shipyard("runs", "list")
+    shipyard("runs", "compare", first, edited)
+    shipyard("runs", "search", "metrics.auc > 0.5 and params.trees = 80")
+    shipyard("lineage", "customers@1", "--depth", "2")
+    shipyard("reproduce", first)
+
+
 def main() -> None:
     shutil.rmtree(ROOT, ignore_errors=True)
     ROOT.mkdir(parents=True)
@@ -63,7 +115,8 @@ def main() -> None:
     shipyard("data", "split", "customers@2", "--by-time", "signup", "--ratio", "train=0.8",
              "--ratio", "test=0.2", "--prefix", "customers-by-time")  # fmt: skip
     shipyard("data", "list")
-    print(f"\nThe project lives in {ROOT / '.shipyard'}; try `cd demo-data && shipyard data list`.")
+    training_loop()
+    print(f"\nThe project lives in {ROOT / '.shipyard'}; try `cd demo-data && shipyard runs list`.")
 
 
 if __name__ == "__main__":

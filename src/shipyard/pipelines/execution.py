@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.pipelines.fingerprint import CodeFingerprint, describe_changes, fingerprint
-from shipyard.pipelines.graph import Graph, Node, canonical_literal
+from shipyard.pipelines.graph import Graph, Node, canonical_literal, is_dataset_version
 from shipyard.pipelines.progress import RunDisplay
 from shipyard.pipelines.runners import (
     Runner,
@@ -40,7 +40,7 @@ from shipyard.pipelines.runners import (
 )
 from shipyard.pipelines.step import StepOutput
 from shipyard.project import Project, current
-from shipyard.store.models import RunRecord, StepRunRecord, utcnow
+from shipyard.store.models import DatasetVersionRecord, RunRecord, StepRunRecord, utcnow
 from shipyard.tracking.environment import code_state, current_environment
 from shipyard.tracking.runs import Run, RunOrigin, get_run, start_run
 from shipyard.tracking.seeds import derive_seed
@@ -322,8 +322,20 @@ class _Execution:
             )
         for name, item in (outputs or {}).items():
             self.run.record_stored("output", f"{node.name}.{name}", item, step=node.name)
+            if item.kind == "dataset" and not self._created_here(item):
+                # A step that hands on an existing dataset version is how a pipeline reads it.
+                self.run.record_stored("input", f"{node.name}.{name}", item, step=node.name)
         for name, value in node.literals().items():
             _record_dataset_input(self.run, node, name, value)
+
+    def _created_here(self, item: StoredValue) -> bool:
+        with self.project.metadata.read() as session:
+            creators = session.scalars(
+                select(DatasetVersionRecord.run_id).where(
+                    DatasetVersionRecord.artifact == item.digest
+                )
+            ).all()
+        return self.run.id in creators
 
     def replay_logged(self, logged: list[Any]) -> None:
         for kind, key, value, at in logged:
@@ -336,9 +348,7 @@ class _Execution:
 
 
 def _record_dataset_input(run: Run, node: Node, name: str, value: Any) -> None:
-    from shipyard.data.versions import DatasetVersion
-
-    if isinstance(value, DatasetVersion):
+    if is_dataset_version(value):
         stored = StoredValue(
             "dataset",
             value.artifact,
@@ -574,6 +584,7 @@ def run_pipeline(
                 source=source,
                 resumed_from=resume,
                 reproduces=reproduces,
+                seed_process=False,
             ),
         )
         display.begin(run.id, active_runner.name)

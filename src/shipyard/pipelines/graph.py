@@ -9,6 +9,7 @@ from __future__ import annotations
 import graphlib
 import inspect
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,11 +44,16 @@ def _outputs_in(values: Any) -> Iterator[StepOutput]:
             yield value
 
 
+def is_dataset_version(value: Any) -> bool:
+    # Without importing shipyard.data (pandas, pyarrow: a second of start-up on a cached run):
+    # if it was never imported, no value can be one of its versions.
+    versions = sys.modules.get("shipyard.data.versions")
+    return versions is not None and isinstance(value, versions.DatasetVersion)
+
+
 def canonical_literal(value: Any) -> Any:
     """A JSON form of a literal argument, for cache keys; dataset versions by content hash."""
-    from shipyard.data.versions import DatasetVersion
-
-    if isinstance(value, DatasetVersion):
+    if is_dataset_version(value):
         return {"dataset": value.ref, "content_hash": value.content_hash}
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
@@ -66,9 +72,7 @@ def check_literal(step: str, parameter: str, value: Any) -> None:
 
 
 def _refuse(value: Any) -> Any:
-    from shipyard.data.versions import DatasetVersion
-
-    if isinstance(value, DatasetVersion):
+    if is_dataset_version(value):
         return canonical_literal(value)
     raise TypeError(type(value).__name__)
 
