@@ -14,6 +14,7 @@ from shipyard.tracking.runs import (
     set_tag,
     start_run,
 )
+from shipyard.tracking.search import search_runs
 
 __all__ = [
     "Run",
@@ -26,6 +27,7 @@ __all__ = [
     "log_param",
     "log_params",
     "metric_history",
+    "search_runs",
     "set_tag",
     "start_run",
 ]
