@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.config import Settings, find_home, load_settings
+from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError
+from shipyard.home import find_home
 from shipyard.project import Project
 
 

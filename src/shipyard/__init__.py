@@ -4,6 +4,10 @@
 >>> project = shipyard.init()                          # .shipyard/ here
 >>> v1 = shipyard.data.add("customers.csv", name="customers")
 >>> shipyard.data.validate("new_batch.csv", v1).passed
+>>> @shipyard.step
+... def fit(frame, depth: int): ...
+>>> with shipyard.start_run("baseline", params={"depth": 3}) as run:
+...     run.log_metric("auc", 0.91)
 """
 
 from __future__ import annotations
@@ -12,12 +16,30 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Project", "ShipyardError", "__version__", "data", "init"]
+__all__ = [
+    "Project",
+    "ShipyardError",
+    "__version__",
+    "data",
+    "init",
+    "lineage",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "pipeline",
+    "start_run",
+    "step",
+]
 
 if TYPE_CHECKING:
     from shipyard import data
     from shipyard.errors import ShipyardError
+    from shipyard.pipelines import pipeline, step
     from shipyard.project import Project, init
+    from shipyard.tracking.active import log_metric, log_metrics, log_param, log_params
+    from shipyard.tracking.lineage import lineage
+    from shipyard.tracking.runs import start_run
 
 # Names resolved on first use, so that `shipyard --help` does not pay for pyarrow and SQLAlchemy.
 _EXPORTS = {
@@ -25,6 +47,14 @@ _EXPORTS = {
     "Project": ("shipyard.project", "Project"),
     "init": ("shipyard.project", "init"),
     "ShipyardError": ("shipyard.errors", "ShipyardError"),
+    "step": ("shipyard.pipelines", "step"),
+    "pipeline": ("shipyard.pipelines", "pipeline"),
+    "start_run": ("shipyard.tracking.runs", "start_run"),
+    "log_metric": ("shipyard.tracking.active", "log_metric"),
+    "log_metrics": ("shipyard.tracking.active", "log_metrics"),
+    "log_param": ("shipyard.tracking.active", "log_param"),
+    "log_params": ("shipyard.tracking.active", "log_params"),
+    "lineage": ("shipyard.tracking.lineage", "lineage"),
 }
 
 

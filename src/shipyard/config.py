@@ -24,9 +24,7 @@ from pydantic_settings import (
 )
 
 from shipyard.errors import ConfigError
-
-PROJECT_DIRNAME = ".shipyard"
-SETTINGS_FILENAME = "shipyard.toml"
+from shipyard.home import PROJECT_DIRNAME, SETTINGS_FILENAME, current_home
 
 _toml_file: ContextVar[Path | None] = ContextVar("_toml_file", default=None)
 
@@ -115,19 +113,6 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
 
-def find_home(start: Path | None = None) -> Path:
-    """The nearest `.shipyard/` folder at or above `start`, like git finds `.git/`.
-
-    Falls back to `start/.shipyard` when there is none, so `init` knows where to create it.
-    """
-    origin = (start or Path.cwd()).resolve()
-    for folder in (origin, *origin.parents):
-        candidate = folder / PROJECT_DIRNAME
-        if candidate.is_dir():
-            return candidate
-    return origin / PROJECT_DIRNAME
-
-
 @contextmanager
 def _reading_toml(path: Path) -> Iterator[None]:
     token = _toml_file.set(path)
@@ -139,10 +124,7 @@ def _reading_toml(path: Path) -> Iterator[None]:
 
 def load_settings(home: Path | str | None = None, **overrides: Any) -> Settings:
     """Settings of the project at `home`, `$SHIPYARD_HOME` or the nearest `.shipyard/`."""
-    if home is None:
-        env_home = os.environ.get("SHIPYARD_HOME")
-        home = Path(env_home) if env_home else find_home()
-    home = Path(home)
+    home = current_home() if home is None else Path(home)
     settings_file = home / SETTINGS_FILENAME
     try:
         with _reading_toml(settings_file):

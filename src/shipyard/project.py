@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipyard.config import SETTINGS_FILENAME, Settings, load_settings
+from shipyard.config import Settings, load_settings
 from shipyard.errors import ConfigError
+from shipyard.home import SETTINGS_FILENAME
 from shipyard.store import ArtifactStore, MetadataStore
 
 SETTINGS_TEMPLATE = """\

@@ -154,6 +154,9 @@ class _Execution:
         self.reports: dict[str, StepReport] = {}
         self.loaded: dict[str, Any] = {}  # digest -> value, so a value is loaded once per run
         self.failed_exception: BaseException | None = None
+        self.failed_traceback: str | None = None
+        # Steps whose key matched an earlier run whose outputs are gone from the artifact store.
+        self.outputs_gone: set[str] = set()
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -199,7 +202,10 @@ class _Execution:
                 .order_by(StepRunRecord.id.desc())
                 .limit(5)
             ).all()
-        return next((record for record in candidates if self._intact(record)), None)
+        found = next((record for record in candidates if self._intact(record)), None)
+        if found is None and candidates:
+            self.outputs_gone.add(node.name)
+        return found
 
     def _intact(self, record: StepRunRecord) -> bool:
         """Every output of the earlier step run is still in the artifact store."""
@@ -214,6 +220,9 @@ class _Execution:
             return "--no-cache"
         if not node.step.cache:
             return "caching is off for this step"
+        if node.name in self.outputs_gone:
+            # The key matched: comparing with the latest run would name an unrelated change.
+            return "its cached outputs are no longer in the artifact store"
         previous = self._previous_record(node.name)
         if previous is None:
             return "first run of this step"
@@ -489,6 +498,7 @@ def _finish(
         execution.reports[node.name] = StepReport(node.name, "failed", message, None, seconds)
         execution.display.failed(node.name, f"{failed.error_type}: {failed.error}")
         execution.failed_exception = failed.exception
+        execution.failed_traceback = failed.traceback
         return message
     execution.record(node, planned, "finished", outputs=outputs, logged=logged, started=started)
     execution.replay_logged(logged)
@@ -598,7 +608,9 @@ def run_pipeline(
         except BaseException as exc:
             run.end("killed" if isinstance(exc, KeyboardInterrupt) else "failed", repr(exc))
             raise
-        run.end("failed" if failure else "finished", failure or None)
+        # The run's error keeps the step's traceback too: the message alone names no line.
+        error = f"{failure}\n\n{execution.failed_traceback or ''}".rstrip() if failure else None
+        run.end("failed" if failure else "finished", error)
         display.end(run.status, time.perf_counter() - started)
     finally:
         active_runner.close()

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, overload
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.pipelines.graph import Graph, GraphBuilder, check_literal
 from shipyard.pipelines.step import _check_name, building
 
@@ -143,6 +143,14 @@ class Pipeline:
         token = building.set(builder)
         try:
             self.fn(**params)
+        except ShipyardError:
+            raise
+        except Exception as exc:
+            # e.g. unpacking 2 outputs into 3 names: say so before anything runs, not as a crash.
+            raise InvalidInput(
+                f"pipeline {self.name}: tracing its body failed with {type(exc).__name__}: "
+                f"{exc} (the body only wires steps together; their outputs have no values yet)"
+            ) from exc
         finally:
             building.reset(token)
         return Graph.from_nodes(builder.nodes)

@@ -11,6 +11,7 @@ processes, so independent steps and shards run in parallel there with their own 
 from __future__ import annotations
 
 import importlib
+import socket
 import sys
 import time
 import traceback
@@ -52,11 +53,12 @@ class TaskResult:
 
 def execute_task(task: StepTask) -> TaskResult:
     """Run one step function with its seed planted and its logging captured."""
-    from shipyard.tracking import runs
+    from shipyard.tracking import active
 
     context = StepContext(task.step, task.run_id, task.seed)
     token = _context.set(context)
-    run_token = runs._active.set(context)  # type: ignore[arg-type]
+    # `shipyard.tracking.log_metric` inside the step logs to the step's context.
+    run_token = active.activate(context)
     seed_everything(task.seed)
     started = time.perf_counter()
     try:
@@ -72,7 +74,7 @@ def execute_task(task: StepTask) -> TaskResult:
             seconds=_since(started),
         )
     finally:
-        runs._active.reset(run_token)
+        active.deactivate(run_token)
         _context.reset(token)
 
 
@@ -165,6 +167,8 @@ class DaskRunner:
                 host="127.0.0.1",
             )
             address = self._cluster.scheduler_address
+        else:
+            _check_reachable(address)
         self.address = address
         self.name = f"dask ({address})"
         try:
@@ -199,6 +203,19 @@ class DaskRunner:
 _by_value: set[str] = set()
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at `address`: the Dask client would retry for 30 s."""
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            pass
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot reach the Dask scheduler at {address}: {exc}; check the address and that "
+            "the scheduler is running"
+        ) from None
+
+
 def make_runner(spec: Runner | str | None, *, parallel: int = 1) -> Runner:
     """A runner from `None`/"local" (in-process), "dask" (a LocalCluster) or "dask://host:port"."""
     if spec is None or spec in ("local", "in-process"):
@@ -209,7 +226,8 @@ def make_runner(spec: Runner | str | None, *, parallel: int = 1) -> Runner:
         return DaskRunner()
     if spec.startswith("dask://"):
         address = spec.removeprefix("dask://")
-        if not address or ":" not in address:
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
             raise InvalidInput(f"a Dask runner address is dask://host:port; got {spec!r}")
         return DaskRunner(f"tcp://{address}")
     raise InvalidInput(f"unknown runner {spec!r}: expected local, dask, or dask://host:port")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
@@ -168,14 +168,14 @@ class StepContext:
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
         self.logged.append(("metric", key, value, step))
 
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         for key, value in metrics.items():
             self.log_metric(key, value, step)
 
     def log_param(self, key: str, value: Any) -> None:
         self.logged.append(("param", key, value, None))
 
-    def log_params(self, params: dict[str, Any]) -> None:
+    def log_params(self, params: Mapping[str, Any]) -> None:
         for key, value in params.items():
             self.log_param(key, value)
 

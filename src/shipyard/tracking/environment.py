@@ -156,3 +156,16 @@ def describe_package_changes(old: dict[str, Any], new: dict[str, Any]) -> list[s
         else:
             lines.append(f"{name} {before} -> {after}")
     return lines
+
+
+def find_code_root(start: Path | None = None) -> Path:
+    """The top of the git work tree holding `start` (a folder with `.git`), else `start`.
+
+    Found without running git, so that a fully cached pipeline re-run stays cheap; `code_state`
+    asks git itself when a run is recorded.
+    """
+    origin = (start or Path.cwd()).resolve()
+    for folder in (origin, *origin.parents):
+        if (folder / ".git").exists():
+            return folder
+    return origin

@@ -28,7 +28,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,6 +48,7 @@ from shipyard.store.models import (
     RunTagRecord,
     utcnow,
 )
+from shipyard.tracking import active
 from shipyard.tracking.environment import Environment, code_state, current_environment
 from shipyard.tracking.seeds import new_seed, seed_everything
 
@@ -62,7 +62,6 @@ MAX_NAME_LENGTH = 256  # runs.name
 MAX_SEED = 2**63 - 1  # runs.seed is a signed 64-bit integer
 STATUSES = ("running", "finished", "failed", "killed")
 
-_active: ContextVar[Run | None] = ContextVar("shipyard_active_run", default=None)
 _open_runs: set[Run] = set()
 _stored_environments: set[tuple[str, str]] = set()  # (database, environment id) known stored
 _stored_patches: dict[tuple[str, str], str] = {}  # (artifact store, root) -> patch digest
@@ -316,10 +315,7 @@ class Run:
             raise
         _open_runs.discard(self)
         if self._token is not None:
-            try:
-                _active.reset(self._token)
-            except ValueError:  # ended from another context than the one that started it
-                _active.set(None)
+            active.deactivate(self._token)
             self._token = None
 
     def __enter__(self) -> Run:
@@ -392,6 +388,8 @@ class RunOrigin:
     reproduces: str | None = None
     code_root: Path | None = None
     extra_tags: dict[str, str] = field(default_factory=dict)
+    # Pipelines seed each step with a seed of its own instead, where the step runs.
+    seed_process: bool = True
 
 
 def start_run(
@@ -454,8 +452,9 @@ def start_run(
     # Remembered once committed: a rolled-back insert must be tried again by the next run.
     _stored_environments.add(stored_environment)
     run = Run(project, record, given_params)
-    seed_everything(run_seed)
-    run._token = _active.set(run)
+    if origin.seed_process:
+        seed_everything(run_seed)
+    run._token = active.activate(run)
     _open_runs.add(run)
     return run
 
@@ -504,38 +503,16 @@ def _store_patch(project: Project, root: str, patch: bytes | None) -> str | None
 
 def active_run() -> Run | None:
     """The run started last in this context and not yet ended, if any."""
-    return _active.get()
+    logger = active.current_logger()
+    return logger if isinstance(logger, Run) else None
 
 
-def _require_active() -> Run:
-    run = _active.get()
-    if run is None:
-        raise InvalidInput(
-            "no active run: wrap the code in `with shipyard.start_run():` or run it as a "
-            "pipeline step"
-        )
-    return run
-
-
-def log_metric(key: str, value: float, step: int | None = None) -> None:
-    """Log to the active run (the one started by `start_run` or the running pipeline)."""
-    _require_active().log_metric(key, value, step)
-
-
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    _require_active().log_metrics(metrics, step)
-
-
-def log_param(key: str, value: Any) -> None:
-    _require_active().log_param(key, value)
-
-
-def log_params(params: Mapping[str, Any]) -> None:
-    _require_active().log_params(params)
-
-
-def set_tag(key: str, value: Any) -> None:
-    _require_active().set_tag(key, value)
+# Module-level logging (`shipyard.tracking.log_metric`, ...) lives in `active`, re-exported here.
+log_metric = active.log_metric
+log_metrics = active.log_metrics
+log_param = active.log_param
+log_params = active.log_params
+set_tag = active.set_tag
 
 
 @atexit.register
@@ -606,7 +583,10 @@ def resolve_run_id(session: Session, run_id: str) -> str:
     if not isinstance(run_id, str) or not 4 <= len(run_id) <= 32 or not _is_ascii_alnum(run_id):
         raise InvalidInput(f"a run id is 4 to 32 letters and digits; got {run_id!r}")
     found = session.scalars(
-        select(RunRecord.id).where(RunRecord.id.startswith(run_id.lower())).limit(3)
+        select(RunRecord.id)
+        .where(RunRecord.id.startswith(run_id.lower()))
+        .order_by(RunRecord.id)
+        .limit(3)
     ).all()
     if not found:
         raise NotFound(f"no run {run_id!r}; `shipyard runs list` shows the runs")
