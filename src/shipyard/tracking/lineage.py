@@ -145,11 +145,12 @@ class _Walker:
             .order_by(RunArtifactRecord.name)
         )
         found = [self.artifact_node(row, "input") for row in inputs]
-        commit = record.code_commit or "not under git"
+        # Only a commit is shortened: "not under git" was cut to "not under gi".
+        commit = record.code_commit[:12] if record.code_commit else "not under git"
         dirty = " + uncommitted changes" if record.code_dirty else ""
         found.append(
             LineageNode(
-                "code", record.code_commit or "", f"code {commit[:12]}{dirty}", "code",
+                "code", record.code_commit or "", f"code {commit}{dirty}", "code",
                 {"commit": record.code_commit, "dirty": record.code_dirty,
                  "root": record.code_root, "source": record.source},
             )

@@ -32,14 +32,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.project import Project, current
 from shipyard.store.models import (
+    Base,
     EnvironmentRecord,
     RunArtifactRecord,
     RunMetricRecord,
@@ -335,6 +336,10 @@ class Run:
             self.end("failed", "".join(traceback.format_exception(kind, error, trace)))
 
 
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
+
+
 def _write_pending(
     session: Session,
     run_id: str,
@@ -344,8 +349,8 @@ def _write_pending(
     artifacts: list[dict[str, Any]],
 ) -> None:
     if params:
-        session.execute(
-            insert(RunParamRecord),
+        session.connection().execute(
+            insert(_table(RunParamRecord)),
             [{"run_id": run_id, "key": key, "value": value} for key, value in params.items()],
         )
     if tags:
@@ -359,7 +364,8 @@ def _write_pending(
             [{"run_id": run_id, "key": key, "value": value} for key, value in tags.items()],
         )
     if metrics:
-        session.execute(insert(RunMetricRecord), metrics)
+        # Core, not the ORM's bulk insert: half the time per point, which is most of a flush.
+        session.connection().execute(insert(_table(RunMetricRecord)), metrics)
     # A name logged again replaces the earlier value, in this batch as in the database.
     artifacts = list({(row["direction"], row["name"]): row for row in artifacts}.values())
     for row in artifacts:
