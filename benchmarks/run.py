@@ -1,16 +1,23 @@
 """Run every benchmark and write benchmarks/RESULTS.md (`make bench`).
 
-Contenders that are not shipyard dependencies (DVC) live in the benchmarks' own virtualenv,
-benchmarks/.venv, made here from benchmarks/requirements.txt when it is missing or stale. If it
-cannot be made, the benchmarks say so and go on without those contenders.
+Contenders that are not shipyard dependencies live in the benchmarks' own virtualenvs, made here
+from pinned requirements when missing or stale: DVC in benchmarks/.venv (requirements.txt),
+MLflow in benchmarks/.venv-mlflow (requirements-mlflow.txt; a venv of its own so that neither
+contender's pins move the other's). If one cannot be made, the benchmarks say so and go on
+without that contender.
+
+`python benchmarks/run.py --only tracking` runs one benchmark and replaces only its section of
+RESULTS.md; every section says when and on what machine it was measured.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -21,21 +28,32 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCH_VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
+MLFLOW_VENV = HERE / ".venv-mlflow"
+MLFLOW_REQUIREMENTS = HERE / "requirements-mlflow.txt"
 RESULTS = HERE / "RESULTS.md"
 INSTALL_TIMEOUT_S = 240
+MLFLOW_INSTALL_TIMEOUT_S = 480  # MLflow pulls in pandas, scipy, scikit-learn, matplotlib, ...
+
+# The benchmarks, in the order of RESULTS.md, with the heading that starts each one's section.
+BENCHMARKS = {
+    "data-add": "## `shipyard data add`",
+    "tracking": "## Run tracking",
+}
 
 
 @dataclass(frozen=True)
 class Tools:
-    """What the benchmarks run: shipyard's interpreter and the bench venv's contenders."""
+    """What the benchmarks run: shipyard's interpreter and the bench venvs' contenders."""
 
     python: str  # the project's interpreter (shipyard and pyarrow importable)
     dvc: Path | None  # the `dvc` executable, or None when it could not be installed
     dvc_note: str  # its version, or why it could not be installed
+    mlflow_python: Path | None = None  # benchmarks/.venv-mlflow's interpreter, or None
+    mlflow_note: str = "not set up"  # MLflow's version, or why it could not be installed
 
 
-def _venv_bin(name: str) -> Path:
-    return BENCH_VENV / ("Scripts" if os.name == "nt" else "bin") / name
+def _venv_bin(venv: Path, name: str) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin") / name
 
 
 def _tail(text: str, lines: int = 4) -> str:
@@ -45,34 +63,34 @@ def _tail(text: str, lines: int = 4) -> str:
     return " | ".join((errors or kept)[-lines:])
 
 
-def ensure_bench_venv() -> Tools:
-    """benchmarks/.venv with the pinned contenders, made or refreshed when needed."""
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    stamp = BENCH_VENV / ".requirements-sha256"
-    dvc = _venv_bin("dvc")
-    fresh = stamp.is_file() and stamp.read_text().strip() == wanted and dvc.is_file()
-    if not fresh:
-        print(f"setting up {BENCH_VENV} from {REQUIREMENTS.name} ...")
-        started = time.perf_counter()
-        problem = _install(wanted, stamp)
-        if problem:
-            print(f"DVC could not be installed here: {problem}")
-            return Tools(sys.executable, None, problem)
-        print(f"  done in {time.perf_counter() - started:.0f} s")
-    version = subprocess.run(
-        [str(dvc), "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return Tools(sys.executable, dvc, f"dvc {version}")
+def _ensure_venv(venv: Path, requirements: Path, needed: Path, timeout_s: int) -> str | None:
+    """`venv` with `requirements` installed, made or remade when stale; the problem, or None.
+
+    Fresh means: the requirements' hash matches the stamp the last install left, and `needed`
+    (the contender's executable) is there.
+    """
+    wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
+    stamp = venv / ".requirements-sha256"
+    if stamp.is_file() and stamp.read_text().strip() == wanted and needed.is_file():
+        return None
+    print(f"setting up {venv} from {requirements.name} ...")
+    started = time.perf_counter()
+    problem = _install(venv, requirements, timeout_s)
+    if problem:
+        return problem
+    stamp.write_text(wanted + "\n")
+    print(f"  done in {time.perf_counter() - started:.0f} s")
+    return None
 
 
-def _install(wanted: str, stamp: Path) -> str | None:
+def _install(venv: Path, requirements: Path, timeout_s: int) -> str | None:
     """Make the venv and install the requirements; the problem, or None."""
-    if BENCH_VENV.exists():
-        shutil.rmtree(BENCH_VENV)
+    if venv.exists():
+        shutil.rmtree(venv)
     steps = [
-        [sys.executable, "-m", "venv", str(BENCH_VENV)],
+        [sys.executable, "-m", "venv", str(venv)],
         [
-            str(_venv_bin("python")),
+            str(_venv_bin(venv, "python")),
             "-m",
             "pip",
             "install",
@@ -83,20 +101,52 @@ def _install(wanted: str, stamp: Path) -> str | None:
             "--retries",
             "1",
             "-r",
-            str(REQUIREMENTS),
+            str(requirements),
         ],
     ]
     for step in steps:
         try:
             done = subprocess.run(
-                step, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S, check=False
+                step, capture_output=True, text=True, timeout=timeout_s, check=False
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"{' '.join(step[:4])} ...: {exc}"
         if done.returncode != 0:
             return f"{' '.join(step[:4])} ... exited {done.returncode}: {_tail(done.stderr)}"
-    stamp.write_text(wanted + "\n")
+        if step[0] == sys.executable:  # git ignores the venv, whatever .gitignore says
+            (venv / ".gitignore").write_text("*\n")
     return None
+
+
+def ensure_dvc() -> tuple[Path | None, str]:
+    """benchmarks/.venv's `dvc` and its version, or None and why it could not be installed."""
+    dvc = _venv_bin(BENCH_VENV, "dvc")
+    problem = _ensure_venv(BENCH_VENV, REQUIREMENTS, dvc, INSTALL_TIMEOUT_S)
+    if problem:
+        print(f"DVC could not be installed here: {problem}")
+        return None, problem
+    version = subprocess.run(
+        [str(dvc), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return dvc, f"dvc {version}"
+
+
+def ensure_mlflow() -> tuple[Path | None, str]:
+    """benchmarks/.venv-mlflow's interpreter and MLflow's version, or None and why not."""
+    python = _venv_bin(MLFLOW_VENV, "python")
+    problem = _ensure_venv(MLFLOW_VENV, MLFLOW_REQUIREMENTS, python, MLFLOW_INSTALL_TIMEOUT_S)
+    if problem is None:
+        done = subprocess.run(
+            [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            return python, f"mlflow {done.stdout.strip()}"
+        problem = f"import mlflow exited {done.returncode}: {_tail(done.stderr)}"
+    print(f"MLflow could not be installed here: {problem}")
+    return None, problem
 
 
 def _command(args: list[str]) -> str:
@@ -123,23 +173,91 @@ def machine() -> str:
     )
 
 
-def main() -> int:
-    sys.path.insert(0, str(HERE))
-    import bench_data_add  # the benchmarks sit beside this file
+def _sections(text: str) -> tuple[list[str], dict[str, str]]:
+    """RESULTS.md's header lines and its sections by benchmark name."""
+    parts = re.split(r"^(?=## )", text, flags=re.MULTILINE)
+    sections: dict[str, str] = {}
+    for part in parts[1:]:
+        for name, heading in BENCHMARKS.items():
+            if part.startswith(heading):
+                sections[name] = part.rstrip() + "\n"
+    return parts[0].splitlines(), sections
 
-    started = time.perf_counter()
-    tools = ensure_bench_venv()
+
+def _with_measured(section: str, line: str, *, keep: bool = False) -> str:
+    """The section with its "Measured ..." line (after the heading) set to `line`, or, with
+    `keep`, left as it is when it has one."""
+    heading, _, rest = section.partition("\n")
+    rest = rest.lstrip("\n")
+    if rest.startswith("Measured "):
+        if keep:
+            return section
+        rest = rest.partition("\n")[2].lstrip("\n")
+    return f"{heading}\n\n{line}\n\n{rest}"
+
+
+def write_results(fresh: dict[str, str], measured: str) -> None:
+    """RESULTS.md with the sections just measured, keeping the others as they were."""
+    kept: dict[str, str] = {}
+    if RESULTS.is_file():
+        header, kept = _sections(RESULTS.read_text())
+        # Files from before the per-section line: the header's date and machine are theirs.
+        found = dict(
+            line[2:].split(": ", 1) for line in header if line.startswith(("- Date:", "- Machine:"))
+        )
+        if "Date" in found and "Machine" in found:
+            old = f"Measured {found['Date']} on: {found['Machine']}."
+            kept = {name: _with_measured(text, old, keep=True) for name, text in kept.items()}
+    sections = [
+        _with_measured(fresh[name], measured) if name in fresh else kept[name]
+        for name in BENCHMARKS
+        if name in fresh or name in kept
+    ]
     header = [
         "# Benchmark results",
         "",
-        "Written by `make bench` (benchmarks/run.py); each run replaces this file.",
-        "",
-        f"- Date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
-        f"- Machine: {machine()}",
+        "Written by `make bench` (benchmarks/run.py), which replaces this file; "
+        "`.venv/bin/python benchmarks/run.py --only NAME` replaces that benchmark's section "
+        "only. Each section says when and on what machine it was measured.",
         "",
     ]
-    sections = [bench_data_add.run(tools)]
-    RESULTS.write_text("\n".join(header + sections).rstrip() + "\n")
+    RESULTS.write_text("\n".join(header) + "\n" + "\n".join(s.rstrip() + "\n" for s in sections))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(BENCHMARKS),
+        help="run only this benchmark (may be given more than once); the others' sections of "
+        "RESULTS.md are kept",
+    )
+    parser.add_argument(
+        "--mlflow-calls",
+        type=int,
+        default=None,
+        help="MLflow's one-by-one log_metric calls in the tracking benchmark (default 1,000)",
+    )
+    args = parser.parse_args(argv)
+    selected = args.only or list(BENCHMARKS)
+
+    sys.path.insert(0, str(HERE))
+    import bench_data_add  # the benchmarks sit beside this file
+    import bench_tracking
+
+    started = time.perf_counter()
+    dvc, dvc_note = ensure_dvc() if "data-add" in selected else (None, "not run")
+    mlflow, mlflow_note = ensure_mlflow() if "tracking" in selected else (None, "not run")
+    tools = Tools(sys.executable, dvc, dvc_note, mlflow, mlflow_note)
+    when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    fresh: dict[str, str] = {}
+    if "data-add" in selected:
+        fresh["data-add"] = bench_data_add.run(tools)
+    if "tracking" in selected:
+        calls = args.mlflow_calls or bench_tracking.MLFLOW_ONE_BY_ONE_CALLS
+        fresh["tracking"] = bench_tracking.run(tools, calls)
+    write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0
 
