@@ -38,6 +38,7 @@ MLFLOW_INSTALL_TIMEOUT_S = 480  # MLflow pulls in pandas, scipy, scikit-learn, m
 BENCHMARKS = {
     "data-add": "## `shipyard data add`",
     "tracking": "## Run tracking",
+    "pipeline-cache": "## Pipeline cache",
 }
 
 
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(HERE))
     import bench_data_add  # the benchmarks sit beside this file
+    import bench_pipeline_cache
     import bench_tracking
 
     started = time.perf_counter()
@@ -257,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if "tracking" in selected:
         calls = args.mlflow_calls or bench_tracking.MLFLOW_ONE_BY_ONE_CALLS
         fresh["tracking"] = bench_tracking.run(tools, calls)
+    if "pipeline-cache" in selected:
+        fresh["pipeline-cache"] = bench_pipeline_cache.run(tools)
     write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0

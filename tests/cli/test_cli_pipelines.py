@@ -95,9 +95,18 @@ def test_a_second_run_says_each_step_is_cached_and_from_where(
             "run", "pipelines.py:fit", "-p", "rate=0.25", "-p", "verbose=yes", cwd=folder.path
         )
     )
-    assert f"↺ load: cached (cached from run {run_id[:12]})" in out
-    assert f"↺ train: cached (cached from run {run_id[:12]})" in out
+    assert f"↺ load: cached (from run {run_id[:12]})" in out
+    assert f"↺ train: cached (from run {run_id[:12]})" in out
+    assert "up to date: nothing ran and no run was recorded" in out
     assert "running" not in out
+    recorded = succeeded(
+        run_shipyard(
+            "run", "pipelines.py:fit", "-p", "rate=0.25", "-p", "verbose=yes", "--record",
+            cwd=folder.path,
+        )
+    )  # fmt: skip
+    assert f"↺ load: cached (cached from run {run_id[:12]})" in recorded
+    assert re.search(r"run [0-9a-f]{32} finished in", recorded)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
         evaluate(fit(version, depth=depth))
 
     first = train.run(project=project, progress=False)
-    second = train.run(project=project, progress=False)  # all from the cache
+    second = train.run(project=project, progress=False, record=True)  # all from the cache
     yield Built(project, version, first, second)
     project.close()
 

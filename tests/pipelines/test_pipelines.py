@@ -515,8 +515,9 @@ def test_metrics_logged_in_steps_land_on_the_run_also_when_cached(
     first = flow.run({"log": log}, project=proj, progress=False)
     # Two calls of `total` log the same key: the last one in the run order wins.
     assert get_run(first.run_id, project=proj).metrics["total"] in (12.0, 9.0)
-    second = flow.run({"log": log}, project=proj, progress=False)
+    second = flow.run({"log": log}, project=proj, progress=False, record=True)
     assert second.executed == []
+    assert second.run_id is not None
     replayed = get_run(second.run_id, project=proj).metrics
     assert replayed["total"] in (12.0, 9.0)
 
@@ -536,7 +537,8 @@ def test_metrics_logged_in_steps_land_on_the_run_also_when_cached(
         logs(log)
 
     for _ in range(2):
-        result = logging.run({"log": log}, project=proj, progress=False)
+        result = logging.run({"log": log}, project=proj, progress=False, record=True)
+        assert result.run_id is not None
         info = get_run(result.run_id, project=proj)
         assert info.metrics == {"accuracy": 0.75, "loss": 0.5}
         assert info.params["layers"] == 3

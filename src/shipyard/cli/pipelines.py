@@ -13,8 +13,8 @@ from rich.tree import Tree
 from shipyard.cli.console import out
 
 if TYPE_CHECKING:
-    from shipyard.pipelines.execution import PipelineResult
     from shipyard.pipelines.reproduce import Reproduction
+    from shipyard.pipelines.result import PipelineResult
     from shipyard.tracking.lineage import LineageNode
 
 VERDICT_STYLE = {
@@ -65,21 +65,19 @@ def run(
         int, typer.Option(help="In-process: run up to N independent steps at once.")
     ] = 1,
     name: Annotated[str, typer.Option(help="A name for the run.")] = "",
+    record: Annotated[
+        bool, typer.Option("--record", help="Record a run even when every step is cached.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     params_json: Annotated[str | None, typer.Option(hidden=True)] = None,
     reproduces: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run a pipeline: unchanged steps come from the cache, the others run (and say why)."""
-    from shipyard.pipelines.execution import run_pipeline
-    from shipyard.pipelines.loading import load_pipeline, source_of
-    from shipyard.tracking.environment import code_state
+    from shipyard.pipelines.loading import load_pipeline
 
-    pipeline, path = load_pipeline(target)
+    pipeline, _ = load_pipeline(target)
     params = _parse_params(pipeline, param or [], params_json)
-    from pathlib import Path
-
-    result = run_pipeline(
-        pipeline,
+    result = pipeline.run(
         params,
         no_cache=no_cache,
         resume=resume,
@@ -88,8 +86,8 @@ def run(
         parallel=parallel,
         progress=not as_json,
         name=name,
-        source=source_of(path, pipeline, Path(code_state().root)),
         reproduces=reproduces,
+        record=record,
     )
     if as_json:
         print(json.dumps(_result_json(result)))

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.home import current_home, local_artifact_folder
 from shipyard.pipelines.fingerprint import CodeFingerprint, fingerprint
 from shipyard.pipelines.graph import Node, canonical_literal
 from shipyard.pipelines.step import StepOutput
@@ -132,12 +131,17 @@ def _blobs_present(folder: Path, entry: CacheEntry) -> bool:
 
 
 def up_to_date(
-    pipeline: Pipeline, params: Mapping[str, Any] | None, seed: int | None
+    pipeline: Pipeline,
+    params: Mapping[str, Any] | None,
+    seed: int | None,
+    home: Path,
+    artifact_folder: Path | None,
 ) -> tuple[dict[str, Any], dict[str, CacheEntry]] | None:
-    """The resolved params and every step's cache entry when nothing needs to run, else None."""
-    home = current_home()
-    folder = local_artifact_folder(home)
-    if folder is None or not (home / INDEX_FOLDER).is_dir():
+    """The resolved params and every step's cache entry when nothing needs to run, else None.
+
+    Only for a local artifact folder: checking blobs in a bucket would cost more than it saves.
+    """
+    if artifact_folder is None or not (home / INDEX_FOLDER).is_dir():
         return None
     resolved = pipeline.resolve_params(params)
     graph = pipeline.build(resolved)
@@ -156,7 +160,7 @@ def up_to_date(
             run_seed,
         )
         entry = read_entry(home, key.key)
-        if entry is None or not _blobs_present(folder, entry):
+        if entry is None or not _blobs_present(artifact_folder, entry):
             return None
         entries[name] = entry
     return resolved, entries

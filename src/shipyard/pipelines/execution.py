@@ -15,21 +15,28 @@ the metadata store; runners only execute functions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from shipyard.errors import InvalidInput, ShipyardError
+from shipyard.pipelines.cache import (
+    DEFAULT_SEED,
+    CacheEntry,
+    StepKey,
+    dependency_hash,
+    step_key,
+    write_entry,
+)
 from shipyard.pipelines.fingerprint import CodeFingerprint, describe_changes, fingerprint
 from shipyard.pipelines.graph import Graph, Node, canonical_literal, is_dataset_version
 from shipyard.pipelines.progress import RunDisplay
+from shipyard.pipelines.result import PipelineResult, StepReport
 from shipyard.pipelines.runners import (
     Runner,
     StepTask,
@@ -41,7 +48,7 @@ from shipyard.pipelines.runners import (
 from shipyard.pipelines.step import StepOutput
 from shipyard.project import Project, current
 from shipyard.store.models import DatasetVersionRecord, RunRecord, StepRunRecord, utcnow
-from shipyard.tracking.environment import code_state, current_environment
+from shipyard.tracking.environment import code_state
 from shipyard.tracking.runs import Run, RunOrigin, get_run, start_run
 from shipyard.tracking.seeds import derive_seed
 from shipyard.tracking.values import StoredValue, load_value, store_value
@@ -50,10 +57,7 @@ if TYPE_CHECKING:
     from shipyard.pipelines.pipeline import Pipeline
 
 DONE = ("finished", "cached")
-# Pipelines are seeded with a fixed seed unless told otherwise: a step's seed is part of its
-# cache key, so a fresh random seed per run would make every run miss the cache, and the same
-# code, data and parameters should give the same model.
-DEFAULT_SEED = 0
+RECENT_FOR_REASONS = 20  # earlier runs of a step searched for the closest key
 
 
 class StepFailed(ShipyardError):
@@ -65,64 +69,6 @@ class StepFailed(ShipyardError):
         super().__init__(message)
         self.run_id = run_id
         self.step = step
-
-
-@dataclass
-class StepReport:
-    """How one step went in a run."""
-
-    name: str
-    status: str  # finished | cached | failed | skipped
-    reason: str  # why it ran, or where its cached result came from
-    cached_from: str | None = None
-    seconds: float = 0.0
-    outputs: dict[str, StoredValue] = field(default_factory=dict)
-
-
-@dataclass
-class PipelineResult:
-    """A finished pipeline run: its id, status, and each step's report."""
-
-    run_id: str
-    pipeline: str
-    status: str
-    params: dict[str, Any]
-    seed: int
-    steps: dict[str, StepReport]
-    project: Project
-
-    @property
-    def executed(self) -> list[str]:
-        return [name for name, report in self.steps.items() if report.status == "finished"]
-
-    @property
-    def cached(self) -> list[str]:
-        return [name for name, report in self.steps.items() if report.status == "cached"]
-
-    def output(self, step: str, name: str | None = None) -> Any:
-        """Load the output of a step (its only output when `name` is omitted)."""
-        if step not in self.steps:
-            raise InvalidInput(f"no step {step!r} in this run; steps: {', '.join(self.steps)}")
-        outputs = self.steps[step].outputs
-        if name is None:
-            if len(outputs) != 1:
-                raise InvalidInput(f"step {step} has outputs {', '.join(outputs)}: name one")
-            (name,) = outputs
-        if name not in outputs:
-            raise InvalidInput(f"step {step} has no output {name!r}: {', '.join(outputs)}")
-        return load_value(outputs[name], self.project)
-
-
-@dataclass
-class _Planned:
-    """A step's cache key, computed when its inputs are known."""
-
-    key: str
-    parts: dict[str, Any]
-
-
-def _hash(document: Any) -> str:
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 class _Execution:
@@ -160,36 +106,21 @@ class _Execution:
 
     # -- planning ---------------------------------------------------------------------------
 
-    def plan(self, node: Node) -> _Planned:
-        code = self.fingerprints[node.name]
-        params = {k: canonical_literal(v) for k, v in sorted(node.literals().items())}
-        if node.mapped is not None and not isinstance(node.mapped, StepOutput):
-            params[f"{node.map_parameter}[*]"] = [canonical_literal(v) for v in node.mapped]
-        inputs = {
-            parameter: self._upstream_value(value).digest
-            for parameter, value in sorted(node.arguments.items())
-            if isinstance(value, StepOutput)
-        }
-        if isinstance(node.mapped, StepOutput):
-            inputs[f"{node.map_parameter}[*]"] = self._upstream_value(node.mapped).digest
-        parts = {
-            "code": code.digest,
-            "code_parts": code.parts,
-            "params": params,
-            "inputs": inputs,
-            "deps": self.deps,
-            "seed": derive_seed(self.run.seed, node.name),
-            "outputs": list(node.step.outputs),
-        }
-        key_basis = {k: v for k, v in parts.items() if k != "code_parts"}
-        return _Planned(_hash(key_basis), parts)
+    def plan(self, node: Node) -> StepKey:
+        return step_key(
+            node,
+            self.fingerprints[node.name],
+            lambda output: self._upstream_value(output).digest,
+            self.deps,
+            self.run.seed,
+        )
 
     def _upstream_value(self, output: StepOutput) -> StoredValue:
         return self.reports[output.node].outputs[output.output]
 
     # -- the cache --------------------------------------------------------------------------
 
-    def find_reusable(self, node: Node, planned: _Planned) -> StepRunRecord | None:
+    def find_reusable(self, node: Node, planned: StepKey) -> StepRunRecord | None:
         earlier = self.resume_steps.get(node.name)
         if earlier is not None and earlier.cache_key == planned.key and self._intact(earlier):
             return earlier
@@ -215,7 +146,7 @@ class _Execution:
                 return False
         return True
 
-    def why_it_runs(self, node: Node, planned: _Planned) -> str:
+    def why_it_runs(self, node: Node, planned: StepKey) -> str:
         if self.no_cache:
             return "--no-cache"
         if not node.step.cache:
@@ -223,16 +154,18 @@ class _Execution:
         if node.name in self.outputs_gone:
             # The key matched: comparing with the latest run would name an unrelated change.
             return "its cached outputs are no longer in the artifact store"
-        previous = self._previous_record(node.name)
+        previous = self._closest_record(node.name, planned)
         if previous is None:
             return "first run of this step"
         return _describe_key_change(previous.key_parts, planned.parts) or (
             "its cached outputs are no longer in the artifact store"
         )
 
-    def _previous_record(self, step: str) -> StepRunRecord | None:
+    def _closest_record(self, step: str, planned: StepKey) -> StepRunRecord | None:
+        """Of this step's recent runs, the one whose key differs in the fewest parts: what
+        changed since it is the most useful answer to "why does this step run?"."""
         with self.project.metadata.read() as session:
-            return session.scalar(
+            recent = session.scalars(
                 select(StepRunRecord)
                 .join(RunRecord, RunRecord.id == StepRunRecord.run_id)
                 .where(
@@ -241,8 +174,11 @@ class _Execution:
                     StepRunRecord.status.in_(DONE),
                 )
                 .order_by(StepRunRecord.id.desc())
-                .limit(1)
-            )
+                .limit(RECENT_FOR_REASONS)
+            ).all()
+        if not recent:
+            return None
+        return min(recent, key=lambda record: _count_key_changes(record.key_parts, planned.parts))
 
     # -- executing --------------------------------------------------------------------------
 
@@ -300,7 +236,7 @@ class _Execution:
     def record(
         self,
         node: Node,
-        planned: _Planned,
+        planned: StepKey,
         status: str,
         *,
         outputs: dict[str, StoredValue] | None = None,
@@ -309,10 +245,9 @@ class _Execution:
         error: str | None = None,
         started: Any = None,
     ) -> None:
-        document = {
-            "values": {name: item.to_json() for name, item in (outputs or {}).items()},
-            "logged": [list(entry) for entry in logged or []],
-        }
+        values = {name: item.to_json() for name, item in (outputs or {}).items()}
+        logged_lists = [list(entry) for entry in logged or []]
+        document = {"values": values, "logged": logged_lists}
         with self.project.metadata.write() as session:
             session.add(
                 StepRunRecord(
@@ -328,6 +263,17 @@ class _Execution:
                     ended_at=utcnow(),
                     error=error,
                 )
+            )
+        if status in DONE:
+            write_entry(
+                self.project.home,
+                CacheEntry(
+                    key=planned.key,
+                    step=node.name,
+                    run_id=cached_from or self.run.id,
+                    outputs=values,
+                    logged=logged_lists,
+                ),
             )
         for name, item in (outputs or {}).items():
             self.run.record_stored("output", f"{node.name}.{name}", item, step=node.name)
@@ -373,6 +319,15 @@ def _describe_value(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def _count_key_changes(old: dict[str, Any], new: dict[str, Any]) -> int:
+    parts = ("code", "deps", "seed", "outputs")
+    changed = sum(old.get(part) != new.get(part) for part in parts)
+    for part in ("params", "inputs"):
+        before, after = old.get(part, {}), new.get(part, {})
+        changed += sum(before.get(k) != after.get(k) for k in set(before) | set(after))
+    return changed
+
+
 def _describe_key_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     reasons = []
     if old.get("code") != new.get("code"):
@@ -403,7 +358,7 @@ def _drive(execution: _Execution) -> str:
     graph, display = execution.graph, execution.display
     executor = execution.runner.executor()
     remaining = {name: set(graph.nodes[name].upstream()) for name in graph.order}
-    in_flight: dict[Future[Any], tuple[Node, _Planned, list[Future[Any]], Any]] = {}
+    in_flight: dict[Future[Any], tuple[Node, StepKey, list[Future[Any]], Any]] = {}
     failure: str | None = None
 
     def start_ready() -> None:
@@ -451,7 +406,7 @@ def _mark_done(remaining: dict[str, set[str]], name: str) -> None:
         waits.discard(name)
 
 
-def _reuse(execution: _Execution, node: Node, planned: _Planned, record: StepRunRecord) -> None:
+def _reuse(execution: _Execution, node: Node, planned: StepKey, record: StepRunRecord) -> None:
     source = record.cached_from or record.run_id
     outputs = {
         name: StoredValue.from_json(doc) for name, doc in record.outputs.get("values", {}).items()
@@ -468,7 +423,7 @@ def _reuse(execution: _Execution, node: Node, planned: _Planned, record: StepRun
 def _finish(
     execution: _Execution,
     node: Node,
-    planned: _Planned,
+    planned: StepKey,
     futures: list[Future[Any]],
     started: Any,
     reason: str,
@@ -578,7 +533,7 @@ def run_pipeline(
     code_root = Path(code_state().root)
     source = source or _source_file(pipeline, code_root)
     fingerprints = {name: fingerprint(node.step.fn) for name, node in graph.nodes.items()}
-    deps = current_environment(code_root).dependency_hash
+    deps = dependency_hash()
     active_runner = make_runner(runner, parallel=parallel)
     display = RunDisplay(pipeline.name, list(graph.order), enabled=progress)
     try:

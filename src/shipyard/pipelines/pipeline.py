@@ -16,6 +16,7 @@ import difflib
 import inspect
 import json
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from shipyard.errors import InvalidInput, ShipyardError
@@ -23,7 +24,7 @@ from shipyard.pipelines.graph import Graph, GraphBuilder, check_literal
 from shipyard.pipelines.step import _check_name, building
 
 if TYPE_CHECKING:
-    from shipyard.pipelines.execution import PipelineResult
+    from shipyard.pipelines.result import PipelineResult
     from shipyard.pipelines.runners import Runner
     from shipyard.project import Project
 
@@ -168,8 +169,20 @@ class Pipeline:
         name: str = "",
         source: str | None = None,
         reproduces: str | None = None,
+        parallel: int = 1,
+        record: bool = False,
     ) -> PipelineResult:
-        """Run the pipeline; see `shipyard.pipelines.execution.run_pipeline`."""
+        """Run the pipeline; see `shipyard.pipelines.execution.run_pipeline`.
+
+        When every step's result is already in the cache there is nothing to do: no step runs,
+        no run is recorded, and the result (status "up-to-date") says where each step's result
+        came from. `no_cache=True` always runs; `record=True` records a run (of cached steps)
+        even when there is nothing to do.
+        """
+        if not (no_cache or record) and resume is None:
+            done = self._up_to_date(params, seed, project, progress)
+            if done is not None:
+                return done
         from shipyard.pipelines.execution import run_pipeline
 
         return run_pipeline(
@@ -184,7 +197,48 @@ class Pipeline:
             name=name,
             source=source,
             reproduces=reproduces,
+            parallel=parallel,
         )
+
+    def _up_to_date(
+        self,
+        params: Mapping[str, Any] | None,
+        seed: int | None,
+        project: Project | None,
+        progress: bool | None,
+    ) -> PipelineResult | None:
+        from shipyard.home import current_home, local_artifact_folder
+        from shipyard.pipelines.cache import DEFAULT_SEED, up_to_date
+        from shipyard.pipelines.result import UP_TO_DATE, PipelineResult, StepReport
+        from shipyard.tracking.values import StoredValue
+
+        if project is not None:
+            home = project.home
+            folder = Path(project.artifacts.root) if project.artifacts.is_local else None
+        else:
+            home = current_home()
+            folder = local_artifact_folder(home)
+        found = up_to_date(self, params, seed, home, folder)
+        if found is None:
+            return None
+        resolved, entries = found
+        steps = {
+            name: StepReport(
+                name,
+                "cached",
+                f"cached from run {entry.run_id[:12]}",
+                entry.run_id,
+                0.0,
+                {key: StoredValue.from_json(doc) for key, doc in entry.outputs.items()},
+            )
+            for name, entry in entries.items()
+        }
+        if progress is not False:
+            from shipyard.pipelines.progress import show_up_to_date
+
+            show_up_to_date(self.name, {name: entry.run_id for name, entry in entries.items()})
+        run_seed = DEFAULT_SEED if seed is None else seed
+        return PipelineResult(None, self.name, UP_TO_DATE, resolved, run_seed, steps, project)
 
 
 @overload

@@ -89,3 +89,14 @@ class RunDisplay:
                 f"run {self.run_id} [{colour}]{status}[/] in {seconds:.2f} s", highlight=False
             )
         sys.stdout.flush()
+
+
+def show_up_to_date(pipeline: str, sources: dict[str, str]) -> None:
+    """What a re-run with nothing to do prints: each step and the run its result came from."""
+    console = Console(highlight=False)
+    for name, run_id in sources.items():
+        console.print(f"{ICONS['cached']} {name}: cached (from run {run_id[:12]})")
+    console.print(
+        f"pipeline [bold]{pipeline}[/] is up to date: nothing ran and no run was recorded "
+        "(--no-cache runs it anyway)"
+    )
