@@ -321,10 +321,11 @@ def _describe_value(value: Any) -> str:
 
 def _count_key_changes(old: dict[str, Any], new: dict[str, Any]) -> int:
     parts = ("code", "deps", "seed", "outputs")
-    changed = sum(old.get(part) != new.get(part) for part in parts)
+    changed = sum(1 for part in parts if old.get(part) != new.get(part))
     for part in ("params", "inputs"):
-        before, after = old.get(part, {}), new.get(part, {})
-        changed += sum(before.get(k) != after.get(k) for k in set(before) | set(after))
+        before: dict[str, Any] = old.get(part, {})
+        after: dict[str, Any] = new.get(part, {})
+        changed += sum(1 for k in set(before) | set(after) if before.get(k) != after.get(k))
     return changed
 
 
