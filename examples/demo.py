@@ -41,9 +41,19 @@ def customers(rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
             "income": rng.lognormal(10.3 + drift * 0.4, 0.5, rows).round(2),
             "city": rng.choice(cities + (["Berlin"] if drift else []), rows),
             "tenure_months": pd.array(rng.integers(0, 120, rows), dtype="Int64"),
-            "churned": rng.random(rows) < 0.2,
         }
     )
+    # Churn is likelier for young, short-tenure, low-income customers outside the big cities:
+    # a signal the example pipeline's model can learn.
+    tenure = frame["tenure_months"].to_numpy(dtype=float)
+    score = (
+        -1.5
+        - 0.03 * (frame["age"] - 45)
+        - 0.02 * (tenure - 60)
+        - 0.8 * (np.log(frame["income"]) - 10.3)
+        - 0.6 * frame["city"].isin(["Paris", "Lyon", "Marseille", "Toulouse"])
+    )
+    frame["churned"] = rng.random(rows) < 1 / (1 + np.exp(-score))
     frame.loc[rng.random(rows) < 0.03, "tenure_months"] = pd.NA  # nullable integers are fine
     return frame
 
@@ -83,16 +93,17 @@ def training_loop() -> None:
 
     first = run_pipeline("data=customers@1")
     run_pipeline("data=customers@1")  # nothing changed: every step comes from the cache
-    run_pipeline("data=customers@1", "trees=80")  # only the steps that take `trees` run
+    more_trees = run_pipeline("data=customers@1", "trees=80")  # only the steps taking `trees`
     features = ROOT / "churn_features.py"
+    big_cities = '("Paris", "Lyon", "Marseille")'
     features.write_text(
-        features.read_text().replace("INCOME_SCALE = 1000.0", "INCOME_SCALE = 500.0")
+        features.read_text().replace(big_cities, '("Paris", "Lyon", "Marseille", "Toulouse")')
     )
-    edited = run_pipeline("data=customers@1")  # a constant two calls deep changed
+    edited = run_pipeline("data=customers@1")  # BIG_CITIES, two calls deep, changed
     features.write_text((EXAMPLES / "churn_features.py").read_text())
 
     shipyard("runs", "list")
-    shipyard("runs", "compare", first, edited)
+    shipyard("runs", "compare", first, more_trees, edited)
     shipyard("runs", "search", "metrics.auc > 0.5 and params.trees = 80")
     shipyard("lineage", "customers@1", "--depth", "2")
     shipyard("reproduce", first)

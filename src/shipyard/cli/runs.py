@@ -334,7 +334,11 @@ def compare(
             style="bold yellow" if differs else None,
         )
     out.print(table)
-    out.print(f"[dim]{DIFFERS} values differ[/]")
+    differing = sum(1 for _, values in rows if not _same(values))
+    if differing:
+        out.print(f"[dim]{DIFFERS} values differ ({differing} of {len(rows)} rows)[/]")
+    else:
+        out.print("[dim]every param and metric is the same[/]")
 
 
 def _comparison_rows(found: list[RunInfo]) -> list[tuple[str, list[Any]]]:
