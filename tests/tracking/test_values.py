@@ -16,14 +16,8 @@ import pytest
 import shipyard.data as data
 from shipyard.errors import ArtifactCorrupted, InvalidInput
 from shipyard.project import Project
-from shipyard.tracking.values import (
-    Comparison,
-    StoredValue,
-    can_store,
-    compare_values,
-    load_value,
-    store_value,
-)
+from shipyard.tracking.comparison import Comparison, compare_values
+from shipyard.tracking.values import StoredValue, can_store, load_value, store_value
 
 
 @pytest.fixture

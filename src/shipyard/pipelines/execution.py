@@ -16,6 +16,7 @@ the metadata store; runners only execute functions.
 from __future__ import annotations
 
 import json
+import pickle
 import time
 from collections.abc import Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -38,6 +39,7 @@ from shipyard.pipelines.graph import Graph, Node, canonical_literal, is_dataset_
 from shipyard.pipelines.progress import RunDisplay
 from shipyard.pipelines.result import PipelineResult, StepReport
 from shipyard.pipelines.runners import (
+    InProcessRunner,
     Runner,
     StepTask,
     TaskResult,
@@ -441,7 +443,10 @@ def _finish(
     failed = next((result for result in results if result.error_type is not None), None)
     outputs: dict[str, StoredValue] = {}
     if failed is None:
-        value = results[0].value if node.mapped is None else [r.value for r in results]
+        if node.mapped is None:
+            value = results[0].value
+        else:
+            value = [_as_if_sent(r.value, execution.runner) for r in results]
         try:
             outputs = execution.store_outputs(node, value)
         except InvalidInput as exc:
@@ -461,6 +466,22 @@ def _finish(
     execution.reports[node.name] = StepReport(node.name, "finished", reason, None, seconds, outputs)
     execution.display.finished(node.name, seconds)
     return None
+
+
+def _as_if_sent(value: Any, runner: Runner) -> Any:
+    """A shard's result as a Dask worker would hand it back: through one pickling.
+
+    The list of a mapped step's results is stored as one value; a pickle's bytes depend on
+    which objects are shared in memory, and results that each crossed the wire share nothing.
+    Sending in-process results through the same round trip makes the stored bytes (so the
+    cache key of every step downstream) the same on every runner.
+    """
+    if not isinstance(runner, InProcessRunner):
+        return value
+    try:
+        return pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:
+        return value
 
 
 def _failure_message(execution: _Execution, node: Node, failed: TaskResult) -> str:

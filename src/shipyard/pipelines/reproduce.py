@@ -20,9 +20,10 @@ from pathlib import Path
 
 from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.project import Project, current
+from shipyard.tracking.comparison import compare_values
 from shipyard.tracking.environment import code_state, describe_package_changes
 from shipyard.tracking.runs import ArtifactInfo, RunInfo, get_environment, get_run
-from shipyard.tracking.values import StoredValue, compare_values
+from shipyard.tracking.values import StoredValue
 
 GIT_TIMEOUT_S = 60
 RUN_TIMEOUT_S = 24 * 3600

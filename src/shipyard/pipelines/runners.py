@@ -163,7 +163,7 @@ class DaskRunner:
                 n_workers=workers,
                 threads_per_worker=1,  # one step per process: global seeds stay per step
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=":0",  # any free port: two clusters never collide
                 host="127.0.0.1",
             )
             address = self._cluster.scheduler_address
