@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from processes import run_together
 from shipyard.project import Project
 from shipyard.store.metadata import MetadataStore
 from shipyard.store.models import SCHEMA_REVISION, Base
@@ -98,39 +98,10 @@ def migrate_worker(url: str, home: str, worker: int, barrier: Any, results: Any)
         results.put((worker, "error", traceback.format_exc()))
 
 
-def _run_together(
-    target: Callable[..., None], url: str, home: Path, workers: int
-) -> dict[int, Any]:
-    """Run `target` in `workers` spawned processes; their results by worker, or fail."""
-    barrier = SPAWN.Barrier(workers)
-    results = SPAWN.Queue()
-    processes = [
-        SPAWN.Process(target=target, args=(url, str(home), worker, barrier, results))
-        for worker in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        reports = [results.get(timeout=WAIT_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=WAIT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    errors = [f"worker {w}:\n{detail}" for w, status, detail in reports if status != "ok"]
-    assert not errors, "\n".join(errors)
-    assert [process.exitcode for process in processes] == [0] * workers
-    return {worker: detail for worker, _, detail in reports}
-
-
-# -- tests ----------------------------------------------------------------------------------
-
-
 def test_concurrent_adds_number_versions_without_gaps(project: Project, database_url: str) -> None:
     import shipyard.data as data
 
-    reports = _run_together(add_versions_worker, database_url, project.home, WORKERS)
+    reports = run_together(add_versions_worker, database_url, project.home, WORKERS)
 
     versions = data.versions("shared", project=project)
     total = WORKERS * ADDS_PER_WORKER
@@ -159,7 +130,7 @@ def test_concurrent_adds_number_versions_without_gaps(project: Project, database
 
 
 def test_concurrent_migrations_all_succeed(database_url: str, tmp_path: Path) -> None:
-    reports = _run_together(migrate_worker, database_url, tmp_path, WORKERS)
+    reports = run_together(migrate_worker, database_url, tmp_path, WORKERS)
     assert set(reports.values()) == {SCHEMA_REVISION}
     store = MetadataStore(database_url)
     assert store.current_revision() == store.head_revision()

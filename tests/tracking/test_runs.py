@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from processes import run_together
 from shipyard.errors import DatabaseLocked, InvalidInput, NotFound
 from shipyard.project import Project
 from shipyard.store.models import (
@@ -840,27 +841,8 @@ def test_two_processes_start_runs_at_once(
 ) -> None:
     monkeypatch.setenv("PYTHONPYCACHEPREFIX", child_env["PYTHONPYCACHEPREFIX"])
     workers = 2
-    barrier = SPAWN.Barrier(workers)
-    results = SPAWN.Queue()
-    processes = [
-        SPAWN.Process(
-            target=start_runs_worker, args=(database_url, str(project.home), w, barrier, results)
-        )
-        for w in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    try:
-        reports = [results.get(timeout=WAIT_S) for _ in processes]
-    finally:
-        for process in processes:
-            process.join(timeout=WAIT_S)
-            if process.is_alive():
-                process.kill()
-                process.join()
-    errors = [f"worker {w}:\n{detail}" for w, status, detail in reports if status != "ok"]
-    assert not errors, "\n".join(errors)
-    ids = [run_id for _, _, detail in reports for run_id in detail]
+    reports = run_together(start_runs_worker, database_url, project.home, workers)
+    ids = [run_id for detail in reports.values() for run_id in detail]
     assert len(set(ids)) == workers * RUNS_PER_WORKER
     listed = list_runs(project=project, limit=100)
     assert {r.id for r in listed} == set(ids)
