@@ -68,6 +68,11 @@ class Settings(BaseSettings):
         default=None,
         description="Endpoint of an S3-compatible server (MinIO, SeaweedFS, ...); AWS when unset.",
     )
+    policies: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Promotion policies by alias, `[policies.champion]` in shipyard.toml: the "
+        "gates a version must pass before it may take that alias (see docs/gates.md).",
+    )
     user: str = Field(
         default_factory=_default_user, description="Who is recorded as the author of changes."
     )

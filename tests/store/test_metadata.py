@@ -18,9 +18,14 @@ from shipyard.store.models import SCHEMA_REVISION, DatasetRecord
 
 TABLES = [
     "alembic_version",
+    "alias_events",
     "dataset_versions",
     "datasets",
     "environments",
+    "gate_results",
+    "model_aliases",
+    "model_versions",
+    "registered_models",
     "run_artifacts",
     "run_metrics",
     "run_params",

@@ -45,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # The newest Alembic revision; a test checks it against the migrations folder.
-SCHEMA_REVISION = "0002_runs"
+SCHEMA_REVISION = "0003_registry"
 
 
 def utcnow() -> datetime:
@@ -212,3 +212,95 @@ class StepRunRecord(Base):
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+# -- the model registry and gate reports ------------------------------------------------------
+
+
+class RegisteredModelRecord(Base):
+    """A named model: the home of its immutable versions and its aliases."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ModelVersionRecord(Base):
+    """One immutable version: its files (by sha256), flavor, signature and where it came from."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version", name="uq_model_versions_number"),
+        UniqueConstraint("model_id", "artifact", name="uq_model_versions_artifact"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    flavor: Mapped[str] = mapped_column(String(32))
+    artifact: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the file manifest
+    files: Mapped[dict[str, Any]]
+    flavor_meta: Mapped[dict[str, Any]]
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    datasets: Mapped[dict[str, Any]]
+    dependencies: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    params: Mapped[dict[str, Any]]
+    onnx: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    source: Mapped[str] = mapped_column(String(32))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[dict[str, Any]] = mapped_column(JSONDocument, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class ModelAliasRecord(Base):
+    """Which version an alias (champion, challenger, ...) points at now."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(128))
+
+
+class AliasEventRecord(Base):
+    """Every move of an alias, so the history of what served is complete: who, when, why."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    alias: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # None: unset
+    previous: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    user: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    forced: Mapped[bool] = mapped_column(default=False)
+
+
+class GateResultRecord(Base):
+    """One gate's result for a version, within one gate report (one `shipyard gate` run)."""
+
+    __tablename__ = "gate_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    report_id: Mapped[str] = mapped_column(String(32), index=True)
+    policy: Mapped[str] = mapped_column(String(128))
+    gate: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    required: Mapped[bool] = mapped_column(default=True)
+    passed: Mapped[bool]
+    details: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
