@@ -15,6 +15,7 @@ import typer
 
 from shipyard.cli.console import err_console, out
 from shipyard.cli.data import data_app
+from shipyard.cli.models import models_app
 from shipyard.cli.pipelines import lineage, reproduce, run
 from shipyard.cli.runs import runs_app
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.add_typer(runs_app, name="runs")
 app.command()(run)
 app.command()(reproduce)

@@ -191,7 +191,7 @@ class _Execution:
             for parameter, value in node.arguments.items()
         }
         if node.mapped is None:
-            return [StepTask(node.name, node.step.fn, kwargs, seed, self.run.id)]
+            return [StepTask(node.name, node.step.fn, kwargs, seed, self.run.id, self._local)]
         items = self._load(node.mapped) if isinstance(node.mapped, StepOutput) else node.mapped
         if not isinstance(items, list | tuple):
             raise InvalidInput(
@@ -206,9 +206,15 @@ class _Execution:
                 {node.map_parameter: item, **kwargs},
                 derive_seed(seed, str(index)),
                 self.run.id,
+                self._local,
             )
             for index, item in enumerate(items)
         ]
+
+    @property
+    def _local(self) -> Project | None:
+        """The project, for steps that run in this process (a Dask worker opens its own)."""
+        return self.project if isinstance(self.runner, InProcessRunner) else None
 
     def _load(self, output: StepOutput) -> Any:
         stored = self._upstream_value(output)

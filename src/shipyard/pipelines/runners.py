@@ -36,6 +36,7 @@ class StepTask:
     kwargs: dict[str, Any]
     seed: int
     run_id: str
+    project: Any = None  # the pipeline's project, in-process only (it does not pickle)
 
 
 @dataclass
@@ -55,7 +56,7 @@ def execute_task(task: StepTask) -> TaskResult:
     """Run one step function with its seed planted and its logging captured."""
     from shipyard.tracking import active
 
-    context = StepContext(task.step, task.run_id, task.seed)
+    context = StepContext(task.step, task.run_id, task.seed, project=task.project)
     token = _context.set(context)
     # `shipyard.tracking.log_metric` inside the step logs to the step's context.
     run_token = active.activate(context)

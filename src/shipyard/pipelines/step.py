@@ -162,6 +162,9 @@ class StepContext:
     run_id: str
     seed: int
     logged: list[tuple[str, str, Any, Any]] = field(default_factory=list)
+    # The pipeline's project when the step runs in-process; None on a Dask worker, where
+    # shipyard opens the project from its settings (SHIPYARD_HOME, ...) like any process.
+    project: Any = None
 
     # The same logging calls as a run: recorded here and written to the pipeline's run by
     # the driver, so steps log the same way in-process and on Dask workers.

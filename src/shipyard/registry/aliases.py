@@ -156,9 +156,7 @@ def set_alias(
     return get(f"{name}@{version}", project=project)
 
 
-def unset_alias(
-    name: str, alias: str, *, reason: str = "", project: Project | None = None
-) -> None:
+def unset_alias(name: str, alias: str, *, reason: str = "", project: Project | None = None) -> None:
     """Remove `alias` from model `name`, recording it."""
     project = project or current()
     check_model_name(name)

@@ -473,3 +473,93 @@ def run_of(version: ModelVersion, *, project: Project | None = None) -> RunRecor
         return None
     with project.metadata.read() as session:
         return session.get(RunRecord, version.run_id)
+
+
+# -- registering files that already exist ---------------------------------------------------
+
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav")
+
+
+def _load_model_file(path: Path) -> tuple[Any, str]:
+    """A model file saved by its own library, and the flavor that serves it."""
+    suffix = path.suffix.lower()
+    if suffix in PICKLE_SUFFIXES:
+        raise InvalidInput(
+            f"{path.name} is a pickle: shipyard does not unpickle files from outside the project "
+            "(unpickling runs code); load it yourself in Python and call "
+            "shipyard.register(model, name=...)"
+        )
+    if suffix == ".onnx":
+        import onnx
+
+        return onnx.load(str(path)), "onnx"
+    if suffix in (".ubj", ".json"):
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(str(path))
+        return booster, "xgboost"
+    if suffix in (".txt", ".lgb"):
+        import lightgbm
+
+        return lightgbm.Booster(model_file=str(path)), "lightgbm"
+    if suffix in (".pt", ".pth"):
+        import torch
+
+        return torch.jit.load(str(path)), "pytorch"
+    raise InvalidInput(
+        f"don't know how to read {path.name}: expected an MLflow model folder (with an MLmodel "
+        "file), .onnx, an XGBoost .json/.ubj, a LightGBM .txt/.lgb, or a TorchScript .pt"
+    )
+
+
+def register_path(
+    path: Path | str,
+    name: str,
+    *,
+    training_data: Any = None,
+    target: str | Sequence[str] | None = None,
+    description: str = "",
+    project: Project | None = None,
+) -> ModelVersion:
+    """Register a model that exists on disk: an MLflow model folder (its flavor and signature
+    come along) or a file saved by its library (ONNX, XGBoost, LightGBM, TorchScript)."""
+    path = Path(path)
+    if not path.exists():
+        raise NotFound(f"no model at {path}")
+    if path.is_dir():
+        if not (path / "MLmodel").is_file():
+            raise InvalidInput(
+                f"{path} is a folder without an MLmodel file: give an MLflow model folder or a "
+                "model file"
+            )
+        from shipyard.registry.mlflow_import import import_mlflow_model
+
+        imported = import_mlflow_model(path)
+        tags = {"mlflow.flavors": ",".join(imported.mlflow_flavors)}
+        if imported.run_id:
+            tags["mlflow.run_id"] = imported.run_id
+        signature = imported.signature if training_data is None else None
+        return register(
+            imported.model,
+            name,
+            signature=signature,
+            training_data=training_data,
+            target=target,
+            description=description,
+            tags=tags,
+            flavor=imported.flavor,
+            source="mlflow",
+            project=project,
+        )
+    model, flavor = _load_model_file(path)
+    return register(
+        model,
+        name,
+        training_data=training_data,
+        target=target,
+        description=description,
+        flavor=flavor,
+        source="file",
+        project=project,
+    )
