@@ -28,6 +28,7 @@ __all__ = [
     "log_param",
     "log_params",
     "pipeline",
+    "register",
     "start_run",
     "step",
 ]
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from shipyard.errors import ShipyardError
     from shipyard.pipelines import pipeline, step
     from shipyard.project import Project, init
+    from shipyard.registry.versions import register
     from shipyard.tracking.active import log_metric, log_metrics, log_param, log_params
     from shipyard.tracking.lineage import lineage
     from shipyard.tracking.runs import start_run
@@ -55,6 +57,7 @@ _EXPORTS = {
     "log_param": ("shipyard.tracking.active", "log_param"),
     "log_params": ("shipyard.tracking.active", "log_params"),
     "lineage": ("shipyard.tracking.lineage", "lineage"),
+    "register": ("shipyard.registry.versions", "register"),
 }
 
 

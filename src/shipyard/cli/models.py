@@ -46,6 +46,10 @@ def register(
     ] = None,
     target: Annotated[str | None, typer.Option(help="The label column of that data.")] = None,
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
+    trust_pickle: Annotated[
+        bool,
+        typer.Option("--trust-pickle", help="Read a pickled model (unpickling runs its code)."),
+    ] = False,
 ) -> None:
     """Register an MLflow model folder, an .onnx, XGBoost .json/.ubj or LightGBM .txt file."""
     from shipyard.registry.versions import register_path

@@ -34,9 +34,8 @@ from shipyard.store.models import (
 )
 
 if TYPE_CHECKING:
-    from shipyard.registry.signature import Signature
-
     from shipyard.registry.loaded import LoadedModel
+    from shipyard.registry.signature import Signature
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
@@ -480,15 +479,28 @@ def run_of(version: ModelVersion, *, project: Project | None = None) -> RunRecor
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".sav")
 
 
-def _load_model_file(path: Path) -> tuple[Any, str]:
+def _refuse_untrusted_pickle(what: str) -> None:
+    raise InvalidInput(
+        f"{what} is a pickle, and unpickling runs whatever code it holds: shipyard only "
+        "unpickles files from outside the project when told to trust them (--trust-pickle, "
+        "trust_pickle=True); once registered, the model is only ever loaded from the project's "
+        "own store, checked against its sha256"
+    )
+
+
+def _load_model_file(path: Path, trust_pickle: bool) -> tuple[Any, str]:
     """A model file saved by its own library, and the flavor that serves it."""
     suffix = path.suffix.lower()
     if suffix in PICKLE_SUFFIXES:
-        raise InvalidInput(
-            f"{path.name} is a pickle: shipyard does not unpickle files from outside the project "
-            "(unpickling runs code); load it yourself in Python and call "
-            "shipyard.register(model, name=...)"
-        )
+        if not trust_pickle:
+            _refuse_untrusted_pickle(path.name)
+        import pickle
+
+        with path.open("rb") as handle:
+            model = pickle.load(handle)
+        from shipyard.registry.flavors import flavor_for
+
+        return model, flavor_for(model).name
     if suffix == ".onnx":
         import onnx
 
@@ -520,10 +532,12 @@ def register_path(
     training_data: Any = None,
     target: str | Sequence[str] | None = None,
     description: str = "",
+    trust_pickle: bool = False,
     project: Project | None = None,
 ) -> ModelVersion:
     """Register a model that exists on disk: an MLflow model folder (its flavor and signature
-    come along) or a file saved by its library (ONNX, XGBoost, LightGBM, TorchScript)."""
+    come along) or a file saved by its library (ONNX, XGBoost, LightGBM, TorchScript). Pickled
+    models (an MLflow scikit-learn folder, a .pkl) are read only with `trust_pickle=True`."""
     path = Path(path)
     if not path.exists():
         raise NotFound(f"no model at {path}")
@@ -535,6 +549,8 @@ def register_path(
             )
         from shipyard.registry.mlflow_import import import_mlflow_model
 
+        if not trust_pickle and _pickled_mlflow_model(path):
+            _refuse_untrusted_pickle(f"the MLflow model in {path}")
         imported = import_mlflow_model(path)
         tags = {"mlflow.flavors": ",".join(imported.mlflow_flavors)}
         if imported.run_id:
@@ -552,7 +568,7 @@ def register_path(
             source="mlflow",
             project=project,
         )
-    model, flavor = _load_model_file(path)
+    model, flavor = _load_model_file(path, trust_pickle)
     return register(
         model,
         name,
@@ -563,3 +579,15 @@ def register_path(
         source="file",
         project=project,
     )
+
+
+def _pickled_mlflow_model(folder: Path) -> bool:
+    """Whether the MLflow model in `folder` is stored as a pickle (its scikit-learn flavor)."""
+    import yaml
+
+    try:
+        document = yaml.safe_load((folder / "MLmodel").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInput(f"cannot read {folder / 'MLmodel'}: {exc}") from None
+    flavors = document.get("flavors", {}) if isinstance(document, dict) else {}
+    return "sklearn" in flavors
