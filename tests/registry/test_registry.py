@@ -314,7 +314,7 @@ def test_register_path_imports_an_mlflow_model_folder(project: Project, tmp_path
             }
         )
     )
-    with pytest.raises(InvalidInput, match="--trust-pickle"):
+    with pytest.raises(InvalidInput, match="is a pickle"):
         register_path(folder, "imported", project=project)
     version = register_path(folder, "imported", trust_pickle=True, project=project)
     assert version.flavor == "sklearn"

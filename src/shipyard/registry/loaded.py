@@ -17,10 +17,10 @@ from shipyard.errors import InvalidInput
 
 if TYPE_CHECKING:
     import numpy as np
-    from shipyard.registry.flavors.base import Flavor
-    from shipyard.registry.signature import CheckedInput, Signature
 
     from shipyard.project import Project
+    from shipyard.registry.flavors.base import Flavor
+    from shipyard.registry.signature import CheckedInput, Signature
     from shipyard.registry.versions import ModelVersion
 
 RANGE_POLICIES = ("flag", "refuse")
@@ -71,7 +71,7 @@ class LoadedModel:
         checked: CheckedInput = enforce(self.signature, data, range_policy=self.range_policy)
         for column, count in checked.out_of_range.items():
             self.out_of_range[column] = self.out_of_range.get(column, 0) + count
-        return checked.frame
+        return checked.model_input
 
     def predict(self, data: Any) -> np.ndarray[Any, Any]:
         return self.flavor.predict(self.model, self.check(data), self.meta)

@@ -549,9 +549,7 @@ def register_path(
             )
         from shipyard.registry.mlflow_import import import_mlflow_model
 
-        if not trust_pickle and _pickled_mlflow_model(path):
-            _refuse_untrusted_pickle(f"the MLflow model in {path}")
-        imported = import_mlflow_model(path)
+        imported = import_mlflow_model(path, allow_pickle=trust_pickle)
         tags = {"mlflow.flavors": ",".join(imported.mlflow_flavors)}
         if imported.run_id:
             tags["mlflow.run_id"] = imported.run_id
@@ -580,14 +578,3 @@ def register_path(
         project=project,
     )
 
-
-def _pickled_mlflow_model(folder: Path) -> bool:
-    """Whether the MLflow model in `folder` is stored as a pickle (its scikit-learn flavor)."""
-    import yaml
-
-    try:
-        document = yaml.safe_load((folder / "MLmodel").read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidInput(f"cannot read {folder / 'MLmodel'}: {exc}") from None
-    flavors = document.get("flavors", {}) if isinstance(document, dict) else {}
-    return "sklearn" in flavors
