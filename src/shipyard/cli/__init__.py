@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from shipyard.cli.console import err_console, out
 from shipyard.cli.data import data_app
+from shipyard.cli.gates import approve, gate, gates_app
 from shipyard.cli.models import models_app
 from shipyard.cli.pipelines import lineage, reproduce, run
 from shipyard.cli.runs import runs_app
@@ -28,6 +30,9 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(gates_app, name="gates")
+app.command()(gate)
+app.command()(approve)
 app.add_typer(runs_app, name="runs")
 app.command()(run)
 app.command()(reproduce)
@@ -86,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="shipyard")
     except ShipyardError as exc:
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True
+        )
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]; nothing half-written was kept")

@@ -516,8 +516,9 @@ def _load_model_file(path: Path, trust_pickle: bool) -> tuple[Any, str]:
 
         return lightgbm.Booster(model_file=str(path)), "lightgbm"
     if suffix in (".pt", ".pth"):
-        import torch
+        import importlib
 
+        torch: Any = importlib.import_module("torch")  # optional, and typed only when installed
         return torch.jit.load(str(path)), "pytorch"
     raise InvalidInput(
         f"don't know how to read {path.name}: expected an MLflow model folder (with an MLmodel "
