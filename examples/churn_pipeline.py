@@ -1,5 +1,6 @@
 """A churn model as a shipyard pipeline: load a dataset version, build features, split, try a
-few tree depths in parallel shards, train the best, evaluate on held-out rows.
+few tree depths in parallel shards, train the best, evaluate on held-out rows, keep those rows
+as a dataset version (the gates' holdout), and register the model.
 
     shipyard run churn_pipeline.py --param data=customers@1 --param trees=100
 """
@@ -14,8 +15,11 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 import shipyard
-from shipyard.pipelines import pipeline, step
+from shipyard.pipelines import pipeline, step, step_context
+from shipyard.registry import registering
 from shipyard.tracking import log_metric
+
+register_churn = registering("churn", target="churned")
 
 
 @step(cache=False)
@@ -72,6 +76,13 @@ def evaluate(model: RandomForestClassifier, test: pd.DataFrame) -> dict[str, flo
     return metrics
 
 
+@step
+def holdout(test: pd.DataFrame) -> shipyard.data.DatasetVersion:
+    """The held-out rows as a dataset version: the promotion gates judge every model on them."""
+    context = step_context()
+    return shipyard.data.add(test, "churn-holdout", run_id=context.run_id, project=context.project)
+
+
 @pipeline
 def churn(data: str = "customers", trees: int = 60, test_share: float = 0.25) -> None:
     frame = features(load(data))
@@ -79,3 +90,5 @@ def churn(data: str = "customers", trees: int = 60, test_share: float = 0.25) ->
     scores = score_depth.map([3, 5, 8], train=train, trees=trees)
     model = fit(train, scores, trees=trees)
     evaluate(model, test)
+    holdout(test)
+    register_churn(model, training_data=train)

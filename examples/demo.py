@@ -9,7 +9,10 @@ folder (a git repository, so runs record their commit):
   with one parameter changed (only what depends on it runs again), and after an edit to a helper
   module two calls deep (the steps that reach it run again, and say so);
 - tracking: runs list, compare and search; the lineage of the data; a reproduction of the first
-  run from its commit, parameters and seed, output by output.
+  run from its commit, parameters and seed, output by output;
+- registry and gates: every run registered its model; a promotion policy for `champion` is
+  added to the settings; an alias move refused before the gates ran, the gates run and
+  exported, champion set, the next version judged against it, diff, history, ONNX compilation.
 """
 
 from __future__ import annotations
@@ -58,11 +61,46 @@ def customers(rows: int, seed: int, drift: float = 0.0) -> pd.DataFrame:
     return frame
 
 
-def shipyard(*args: str, expect_failure: bool = False) -> None:
+def shipyard(*args: str, expect_failure: bool | None = False) -> int:
+    """Run the real `shipyard` command; `expect_failure=None` accepts either outcome."""
     print(f"\n\033[1m$ shipyard {shlex.join(args)}\033[0m", flush=True)
     result = subprocess.run([SHIPYARD, *args], cwd=ROOT, check=False)
-    if (result.returncode != 0) != expect_failure:
+    if expect_failure is not None and (result.returncode != 0) != expect_failure:
         sys.exit(f"demo step failed: shipyard {shlex.join(args)} exited {result.returncode}")
+    return result.returncode
+
+
+# The promotion policy of the alias "champion": the gates a version must pass to take it.
+POLICY = """
+[policies.champion]
+holdout = "churn-holdout@1"
+target = "churned"
+
+[[policies.champion.gates]]
+kind = "evaluation"
+metrics = { auc = { min = 0.65 }, accuracy = { min = 0.6 } }
+
+[[policies.champion.gates]]
+kind = "blessing"
+metric = "auc"
+margin = 0.0
+
+[[policies.champion.gates]]
+kind = "differential"
+max_mean_abs_diff = 0.2
+max_flip_share = 0.2
+
+[[policies.champion.gates]]
+kind = "benchmark"
+max_latency_ratio = 3.0
+rows = 100
+
+[[policies.champion.gates]]
+kind = "slice"
+column = "big_city"
+metric = "accuracy"
+max_gap = 0.15
+"""
 
 
 def run_pipeline(*params: str) -> str:
@@ -107,6 +145,25 @@ def training_loop() -> None:
     shipyard("runs", "search", "metrics.auc > 0.5 and params.trees = 80")
     shipyard("lineage", "customers@1", "--depth", "2")
     shipyard("reproduce", first)
+    registry_and_gates()
+
+
+def registry_and_gates() -> None:
+    """Each pipeline run registered its model; the policy decides which may become champion."""
+    settings = ROOT / ".shipyard" / "shipyard.toml"
+    settings.write_text(settings.read_text() + POLICY)
+    shipyard("models", "list")
+    shipyard("models", "show", "churn@1")
+    shipyard("models", "alias", "set", "churn", "champion", "1", expect_failure=True)  # no gates
+    shipyard("gate", "churn@1", "--export", "churn-1-gates.md")
+    shipyard("models", "alias", "set", "churn", "champion", "1", "--reason", "first model")
+    if shipyard("gate", "churn@2", expect_failure=None) == 0:  # blessing: must beat champion
+        shipyard("models", "alias", "set", "churn", "champion", "2", "--reason", "beats v1")
+    else:
+        shipyard("models", "alias", "set", "churn", "challenger", "2", "--reason", "lost v1")
+    shipyard("models", "diff", "churn@1", "churn@2")
+    shipyard("models", "history", "churn")
+    shipyard("models", "compile", "churn@1", "--data", "churn-holdout@1")
 
 
 def main() -> None:

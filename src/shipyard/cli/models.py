@@ -254,3 +254,21 @@ def diff_(
         out.print(
             f"  data: only in {result.a}: {only_a or '-'}; only in {result.b}: {only_b or '-'}"
         )
+
+
+@models_app.command("compile")
+def compile_(
+    ref: Annotated[str, typer.Argument(help="The version to compile (NAME@V or NAME@ALIAS).")],
+    data: Annotated[str, typer.Option(help="Held-out dataset version for the equivalence check.")],
+    rtol: Annotated[float, typer.Option(help="Relative tolerance of the check.")] = 1e-4,
+    atol: Annotated[float, typer.Option(help="Absolute tolerance of the check.")] = 1e-5,
+) -> None:
+    """Compile to ONNX; stored (and then served) only if predictions match within tolerance."""
+    from shipyard.registry.compile import compile_onnx
+
+    check = compile_onnx(ref, data, rtol=rtol, atol=atol)
+    out.print(
+        f"[green]compiled[/] {escape(ref)} to ONNX: {check.rows} rows, max abs difference "
+        f"{check.max_abs_diff:.3g} (rtol {check.rtol:g}, atol {check.atol:g}), "
+        f"{check.label_mismatches} label mismatches"
+    )
