@@ -39,6 +39,7 @@ BENCHMARKS = {
     "data-add": "## `shipyard data add`",
     "tracking": "## Run tracking",
     "pipeline-cache": "## Pipeline cache",
+    "registry": "## Model registry",
 }
 
 
@@ -246,11 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(HERE))
     import bench_data_add  # the benchmarks sit beside this file
     import bench_pipeline_cache
+    import bench_registry
     import bench_tracking
 
     started = time.perf_counter()
     dvc, dvc_note = ensure_dvc() if "data-add" in selected else (None, "not run")
-    mlflow, mlflow_note = ensure_mlflow() if "tracking" in selected else (None, "not run")
+    needs_mlflow = "tracking" in selected or "registry" in selected
+    mlflow, mlflow_note = ensure_mlflow() if needs_mlflow else (None, "not run")
     tools = Tools(sys.executable, dvc, dvc_note, mlflow, mlflow_note)
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     fresh: dict[str, str] = {}
@@ -261,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         fresh["tracking"] = bench_tracking.run(tools, calls)
     if "pipeline-cache" in selected:
         fresh["pipeline-cache"] = bench_pipeline_cache.run(tools)
+    if "registry" in selected:
+        fresh["registry"] = bench_registry.run(tools)
     write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0
