@@ -578,4 +578,3 @@ def register_path(
         source="file",
         project=project,
     )
-
