@@ -19,6 +19,15 @@ $(VENV)/.synced: $(BIN)/uv pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
+# PyTorch, for the PyTorch flavor's tests only: the CPU wheel this kind of machine keeps in
+# /opt/wheels (PyPI's torch is a CUDA build of several GB). Without it those tests skip, saying why.
+TORCH_WHEELS := /opt/wheels
+$(VENV)/.torch: $(VENV)/.synced
+	@if ls $(TORCH_WHEELS)/torch-*+cpu-*.whl >/dev/null 2>&1; then \
+		$(BIN)/uv pip install --quiet --find-links $(TORCH_WHEELS) "torch==2.13.0+cpu"; \
+	fi
+	touch $@
+
 # PostgreSQL's server binaries for the store tests (Debian's package; nothing is started here).
 system-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
@@ -36,7 +45,7 @@ typecheck: setup
 layers: setup
 	$(BIN)/lint-imports
 
-unit: setup system-packages
+unit: setup system-packages $(VENV)/.torch
 	$(BIN)/pytest
 
 test: lint typecheck layers unit
