@@ -89,6 +89,6 @@ def churn(data: str = "customers", trees: int = 60, test_share: float = 0.25) ->
     train, test = split(frame, test_share=test_share)
     scores = score_depth.map([3, 5, 8], train=train, trees=trees)
     model = fit(train, scores, trees=trees)
-    evaluate(model, test)
+    evaluation = evaluate(model, test)
     holdout(test)
-    register_churn(model, training_data=train)
+    register_churn(model, training_data=train, evaluation=evaluation)

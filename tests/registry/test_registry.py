@@ -131,13 +131,21 @@ def test_a_pipeline_step_registers_its_output(project: Project, train: data.Data
 
     @step
     def fit(version: data.DatasetVersion) -> LogisticRegression:
+        from shipyard.tracking import log_metric
+
+        log_metric("train_rows", 400)  # logged by an earlier step: on the version too
         frame = version.to_pandas()
         return LogisticRegression(max_iter=500).fit(frame[FEATURES], frame["churned"])
+
+    @step
+    def evaluate(model: LogisticRegression) -> dict[str, float]:
+        return {"auc": 0.75}
 
     @pipeline
     def train_and_register(ref: str = train.ref) -> None:
         version = load(ref)
-        register_churn(fit(version), training_data=version)
+        model = fit(version)
+        register_churn(model, training_data=version, evaluation=evaluate(model))
 
     result = train_and_register.run(project=project, progress=False)
     ref = result.output("register_churn")
@@ -145,6 +153,7 @@ def test_a_pipeline_step_registers_its_output(project: Project, train: data.Data
     version = get(ref, project=project)
     assert version.run_id == result.run_id
     assert version.source == "pipeline"
+    assert version.metrics == {"train_rows": 400.0, "auc": 0.75}
     assert train.ref in version.datasets
     assert version.signature is not None
 

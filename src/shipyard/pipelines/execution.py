@@ -185,6 +185,9 @@ class _Execution:
     # -- executing --------------------------------------------------------------------------
 
     def task_for(self, node: Node) -> list[StepTask]:
+        # What earlier steps logged is written before this one starts: a step that reads the
+        # run (registering a model copies its metrics and inputs) sees all of it.
+        self.run.flush()
         seed = derive_seed(self.run.seed, node.name)
         kwargs = {
             parameter: self._load(value) if isinstance(value, StepOutput) else value

@@ -600,12 +600,12 @@ def _payload_columns(
             # A few rows (a served request): one conversion to Python values, then the same
             # fast pass as a JSON payload; a Series per column costs ~70 us each in pandas.
             values = data.to_numpy(dtype=object).T.tolist()
-            columns = {
+            small: dict[str, Any] = {
                 name: column
                 for name, column in zip(received, values, strict=True)
                 if name in wanted
             }
-            return columns, len(data), received
+            return small, len(data), received
         # Only the wanted columns become Series: a wide frame of extras costs nothing.
         columns = {str(name): data[name] for name in data.columns if str(name) in wanted}
         return columns, len(data), received

@@ -382,6 +382,7 @@ def register(
     tags: Mapping[str, Any] | None = None,
     flavor: str | None = None,
     source: str = "python",
+    metrics: Mapping[str, float] | None = None,
     project: Project | None = None,
 ) -> ModelVersion:
     """Register `model` as the next version of `name` (or return the version with these files).
@@ -389,7 +390,7 @@ def register(
     The signature is `signature`, or inferred from `training_data` (a dataset version, whose
     stored schema and profile give the types, levels and ranges, or a table) minus `target`.
     The run defaults to the active run or pipeline step; its metrics, params and the dataset
-    versions it read are recorded with the version.
+    versions it read are recorded with the version (`metrics` adds to, or overrides, the run's).
     """
     project = project or current()
     check_model_name(name)
@@ -403,7 +404,8 @@ def register(
     _flush_active_run(run_id)
 
     def record(session: Session) -> ModelVersion:
-        full_run, metrics, params, run_refs = _run_facts(session, run_id)
+        full_run, run_metrics, params, run_refs = _run_facts(session, run_id)
+        all_metrics = {**run_metrics, **{k: float(v) for k, v in (metrics or {}).items()}}
         model_row = session.scalar(
             select(RegisteredModelRecord)
             .where(RegisteredModelRecord.name == name)
@@ -442,7 +444,7 @@ def register(
             run_id=full_run,
             datasets={"refs": sorted(set(refs) | set(run_refs))},
             dependencies=saved.dependencies,
-            metrics=metrics,
+            metrics=all_metrics,
             params=params,
             onnx=None,
             source=source,
