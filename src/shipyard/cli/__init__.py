@@ -20,6 +20,7 @@ from shipyard.cli.gates import approve, gate, gates_app
 from shipyard.cli.models import models_app
 from shipyard.cli.pipelines import lineage, reproduce, run
 from shipyard.cli.runs import runs_app
+from shipyard.cli.serve import serve
 
 app = typer.Typer(
     name="shipyard",
@@ -37,6 +38,7 @@ app.add_typer(runs_app, name="runs")
 app.command()(run)
 app.command()(reproduce)
 app.command()(lineage)
+app.command()(serve)
 
 
 def _print_version(value: bool) -> None:

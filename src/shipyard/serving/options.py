@@ -130,7 +130,9 @@ def _import_hook(reference: str, role: str) -> Hook:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InvalidInput(f"{role} hook {reference!r}: cannot import {module_name}: {exc}") from None
+        raise InvalidInput(
+            f"{role} hook {reference!r}: cannot import {module_name}: {exc}"
+        ) from None
     function = getattr(module, attribute, None)
     if function is None:
         raise InvalidInput(f"{role} hook {reference!r}: {module_name} has no {attribute!r}")

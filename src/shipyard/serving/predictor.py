@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import InvalidInput
+from shipyard.errors import InvalidInput, ShipyardError
 from shipyard.registry.signature import SignatureError
 from shipyard.serving.options import ModelOptions
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 PREDICTION = "prediction"
 
 
-class HookFailed(InvalidInput):
+class HookFailed(ShipyardError):
     """A pre/post-processing hook or an output filter raised or returned the wrong thing."""
 
 
@@ -92,7 +92,9 @@ class Prediction:
     def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
-        frame = pd.DataFrame({name: list(_rows_of(values)) for name, values in self.outputs.items()})
+        frame = pd.DataFrame(
+            {name: list(_rows_of(values)) for name, values in self.outputs.items()}
+        )
         if any(rule is not None for rule in self.withheld):
             frame["filtered"] = self.withheld
         return frame
@@ -266,4 +268,3 @@ def _rows_of(values: Any) -> Any:
 
     array = np.asarray(values)
     return list(array) if array.ndim > 1 else array
-

@@ -1,0 +1,2 @@
+"""Deployment targets: the local multi-process server, container build contexts, Kubernetes
+manifests."""

@@ -1,0 +1,544 @@
+"""The model server as a raw ASGI app: routing, body limits, request ids, errors, the log.
+
+Raw ASGI rather than a framework because the per-request path is the product here: each
+request costs a dict lookup to route, one JSON parse, one signature check (shared by a
+micro-batch), the model, one JSON dump, and an O(1) append to the prediction log's queue.
+
+Endpoints (every model served is reachable under its name):
+
+    GET  /v2/health/live | /v2/health/ready          liveness; readiness once models are warm
+    GET  /v2                                          server metadata (Open Inference Protocol)
+    GET  /v2/models/{name}[/versions/{v}][/ready]     model metadata / readiness
+    POST /v2/models/{name}[/versions/{v}]/infer       Open Inference Protocol v2
+    POST /v2/models/{name}[/versions/{v}]/explain     per-feature contributions (SHAP)
+    GET  /v2/models/{name}/importance                 global feature importance
+    POST /invocations | /models/{name}/invocations    MLflow scoring payloads
+    POST /predict | /predict/{name}                   plain JSON records
+    GET  /metrics                                     Prometheus text format
+    GET  /openapi.json                                the OpenAPI document of all of the above
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from shipyard.errors import InvalidInput, NotFound, ShipyardError
+from shipyard.serving import protocols
+from shipyard.serving.batching import MicroBatcher
+from shipyard.serving.cache import ResponseCache
+from shipyard.serving.metrics import ServingMetrics
+from shipyard.serving.predictor import HookFailed
+from shipyard.serving.protocols import RequestError
+from shipyard.serving.record import DEFAULT_ARM, DiscardSink, PredictionRecord, PredictionSink
+
+if TYPE_CHECKING:
+    from shipyard.serving.predictor import Prediction, Predictor
+
+log = logging.getLogger("shipyard.serving")
+
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_V2_MODEL = re.compile(
+    r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?:/(?P<action>infer|ready|explain|importance))?$"
+)
+_NAMED = re.compile(r"^/(?:predict/(?P<p>[^/]+)|models/(?P<m>[^/]+)/invocations)$")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    request_id: str
+    started: float
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def json_response(status: int, data: Any) -> Response:
+    return Response(status, orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY))
+
+
+class ServedModel:
+    """One model behind the server: its predictor, batcher and cache."""
+
+    def __init__(self, predictor: Predictor, metrics: ServingMetrics) -> None:
+        self.predictor = predictor
+        self.name = predictor.name
+        self.version = predictor.version.version
+        self.labels = (self.name, str(self.version))
+        options = predictor.options
+        batch_rows = metrics.batch_rows.labels(*self.labels)
+        self.batcher = MicroBatcher(
+            predictor,
+            max_batch_size=options.max_batch_size,
+            max_wait_ms=options.max_batch_wait_ms,
+            observe=batch_rows.observe,
+        )
+        self.cache = (
+            ResponseCache(size=options.cache_size, ttl_s=options.cache_ttl_s)
+            if options.cache_size > 0
+            else None
+        )
+        self.batchable = predictor.signature is None or predictor.signature.kind == "table"
+
+
+class ServingApp:
+    """The ASGI app. `loader` builds the predictors; it runs in a thread at startup so that
+    liveness answers while models load, and readiness only once they are loaded and warm."""
+
+    def __init__(
+        self,
+        loader: Callable[[], list[Predictor]],
+        *,
+        sink: PredictionSink | None = None,
+        sink_factory: Callable[[], PredictionSink] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        self.loader = loader
+        self.sink: PredictionSink = sink or DiscardSink()
+        self.sink_factory = sink_factory
+        self.max_body_bytes = max_body_bytes
+        self.metrics = ServingMetrics()
+        self.models: dict[str, ServedModel] = {}
+        self.ready = False
+        self.load_error: str | None = None
+        self._loading: asyncio.Task[None] | None = None
+        self._exact: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
+            ("GET", "/v2/health/live"): self._live,
+            ("GET", "/v2/health/ready"): self._ready,
+            ("GET", "/v2"): self._server_metadata,
+            ("GET", "/metrics"): self._metrics,
+            ("GET", "/openapi.json"): self._openapi,
+            ("POST", "/invocations"): self._invocations,
+            ("POST", "/predict"): self._predict,
+        }
+
+    @classmethod
+    def of(cls, predictors: list[Predictor], **options: Any) -> ServingApp:
+        """An app over predictors already loaded (tests, embedding)."""
+        return cls(lambda: predictors, **options)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load and warm every model (blocking); readiness turns on when this returns."""
+        predictors = self.loader()
+        models = {}
+        for predictor in predictors:
+            predictor.warm_up()
+            models[predictor.name] = ServedModel(predictor, self.metrics)
+        if self.sink_factory is not None:
+            self.sink = self.sink_factory()
+        self.models = models
+        self.ready = True
+
+    async def _startup(self) -> None:
+        async def load_in_thread() -> None:
+            try:
+                await asyncio.to_thread(self.load)
+            except Exception as exc:  # readiness stays off and says why
+                self.load_error = f"{type(exc).__name__}: {exc}"
+                log.error("loading the models failed: %s", self.load_error)
+
+        self._loading = asyncio.create_task(load_in_thread())
+
+    async def _shutdown(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            await self._loading
+        await asyncio.to_thread(self.sink.close)
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self._startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers = {
+            key.decode("latin-1").lower(): value.decode("latin-1")
+            for key, value in scope["headers"]
+        }
+        request_id = headers.get(REQUEST_ID_HEADER, "")
+        if not _REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        try:
+            body = await self._body(headers, receive)
+            request = Request(scope["method"], scope["path"], headers, body, request_id, started)
+            response = await self._route(request)
+        except Exception as exc:
+            response = self._error(exc, scope.get("path", ""))
+        response.headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [
+                    (b"content-type", response.content_type),
+                    (b"content-length", str(len(response.body)).encode()),
+                    *response.headers,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise RequestError(
+                f"the body is {declared} bytes; the limit is {self.max_body_bytes}",
+                field="body",
+                expected=f"at most {self.max_body_bytes} bytes",
+                received=int(declared),
+                status=413,
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise RequestError(
+                    f"the body is over the limit of {self.max_body_bytes} bytes",
+                    field="body",
+                    expected=f"at most {self.max_body_bytes} bytes",
+                    received=f"more than {self.max_body_bytes} bytes",
+                    status=413,
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _route(self, request: Request) -> Response:
+        handler = self._exact.get((request.method, request.path))
+        if handler is not None:
+            return await handler(request)
+        match = _V2_MODEL.match(request.path)
+        if match is not None:
+            return await self._v2_model(request, match)
+        named = _NAMED.match(request.path)
+        if named is not None and request.method == "POST":
+            if named.group("p") is not None:
+                return await self._predict(request, named.group("p"))
+            return await self._invocations(request, named.group("m"))
+        if any(path == request.path for _, path in self._exact) or match or named:
+            allowed = sorted(method for method, path in self._exact if path == request.path)
+            return json_response(
+                405,
+                {
+                    "error": f"{request.method} is not allowed on {request.path}",
+                    "allowed": allowed or ["POST"],
+                },
+            )
+        return json_response(404, {"error": f"no endpoint {request.path}; see /openapi.json"})
+
+    # -- errors ----------------------------------------------------------------------------
+
+    def _error(self, exc: Exception, path: str) -> Response:
+        from shipyard.registry.signature import SignatureError
+
+        if isinstance(exc, RequestError):
+            self._count_error(exc, "request")
+            return json_response(exc.status, exc.to_json())
+        if isinstance(exc, SignatureError):
+            self._count_error(exc, "signature")
+            return json_response(422, {"error": exc.message, "problems": exc.problems})
+        if isinstance(exc, NotFound):
+            return json_response(404, {"error": exc.message})
+        if isinstance(exc, HookFailed):
+            log.error("%s", exc.message)
+            return json_response(500, {"error": exc.message})
+        if isinstance(exc, InvalidInput):
+            self._count_error(exc, "input")
+            return json_response(422, {"error": exc.message})
+        if isinstance(exc, ShipyardError):
+            return json_response(500, {"error": exc.message})
+        log.exception("unexpected error answering %s", path)
+        return json_response(
+            500, {"error": f"internal error ({type(exc).__name__}); see the server log"}
+        )
+
+    def _count_error(self, exc: Exception, kind: str) -> None:
+        model = getattr(exc, "model", "")
+        self.metrics.errors.labels(model, kind).inc()
+
+    # -- health and metadata ---------------------------------------------------------------
+
+    async def _live(self, request: Request) -> Response:
+        return json_response(200, {"live": True})
+
+    async def _ready(self, request: Request) -> Response:
+        if self.ready:
+            return json_response(200, {"ready": True})
+        body: dict[str, Any] = {"ready": False}
+        if self.load_error:
+            body["error"] = self.load_error
+        return json_response(503, body)
+
+    async def _server_metadata(self, request: Request) -> Response:
+        from shipyard import __version__
+
+        return json_response(
+            200,
+            {
+                "name": "shipyard",
+                "version": __version__,
+                "extensions": ["binary_tensor_data", "explain"],
+            },
+        )
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(
+            200, self.metrics.render(self.sink), b"text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    async def _openapi(self, request: Request) -> Response:
+        from shipyard.serving.openapi import openapi_document
+
+        return json_response(200, openapi_document([m.predictor for m in self.models.values()]))
+
+    def _model(self, name: str | None, version: str | None = None) -> ServedModel:
+        if not self.ready:
+            raise RequestError(
+                "the models are still loading; retry when /v2/health/ready answers 200",
+                status=503,
+            )
+        if name is None:
+            if len(self.models) != 1:
+                raise RequestError(
+                    f"this server serves {len(self.models)} models ({', '.join(self.models)}); "
+                    "name one in the path",
+                    field="path",
+                    expected="/predict/{name} or /models/{name}/invocations",
+                    status=404,
+                )
+            served = next(iter(self.models.values()))
+        else:
+            found = self.models.get(name)
+            if found is None:
+                raise RequestError(
+                    f"model {name!r} is not served here; served: {', '.join(sorted(self.models))}",
+                    field="model",
+                    expected=", ".join(sorted(self.models)),
+                    received=name,
+                    status=404,
+                )
+            served = found
+        if version is not None and version != str(served.version):
+            raise RequestError(
+                f"model {served.name!r} version {version!r} is not served here; this server "
+                f"serves version {served.version}",
+                field="version",
+                expected=str(served.version),
+                received=version,
+                status=404,
+            )
+        return served
+
+    async def _v2_model(self, request: Request, match: re.Match[str]) -> Response:
+        action = match.group("action")
+        served = self._model(match.group("name"), match.group("version"))
+        if action is None and request.method == "GET":
+            return json_response(200, _model_metadata(served))
+        if action == "ready" and request.method == "GET":
+            return json_response(200, {"name": served.name, "ready": True})
+        if action == "infer" and request.method == "POST":
+            return await self._answer(request, served, "v2")
+        if action == "explain" and request.method == "POST":
+            return await self._explain(request, served)
+        if action == "importance" and request.method == "GET":
+            return await self._importance(served)
+        return json_response(405, {"error": f"{request.method} is not allowed on {request.path}"})
+
+    # -- predictions -----------------------------------------------------------------------
+
+    async def _predict(self, request: Request, name: str | None = None) -> Response:
+        return await self._answer(request, self._model(name), "predict")
+
+    async def _invocations(self, request: Request, name: str | None = None) -> Response:
+        return await self._answer(request, self._model(name), "mlflow")
+
+    async def _answer(self, request: Request, served: ServedModel, protocol: str) -> Response:
+        predictor = served.predictor
+        decoded = protocols.decode(protocol, request.body, predictor, request.headers)
+        wants_proba = bool(decoded.outputs and "predict_proba" in decoded.outputs)
+        prediction = await self._prediction(served, decoded, wants_proba)
+        body, _ = protocols.encode(protocol, decoded, prediction, predictor, request.request_id)
+        logged = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+        response = Response(200, logged)
+        if protocol == "v2" and decoded.binary_outputs:
+            response = _binary_v2(body, decoded, prediction)
+        self._record(request, served, protocol, logged, prediction)
+        return response
+
+    async def _prediction(
+        self, served: ServedModel, decoded: protocols.Decoded, wants_proba: bool
+    ) -> Prediction:
+        cache = served.cache
+        key = b""
+        if cache is not None:
+            key = ResponseCache.key(served.version, decoded.data, decoded.outputs)
+            hit = cache.get(key)
+            self.metrics.cache.labels(*served.labels, "hit" if hit else "miss").inc()
+            if hit is not None:
+                return hit
+        if served.batchable and not wants_proba:
+            prediction = await served.batcher.predict(decoded.data, decoded.rows)
+        else:
+            prediction = served.predictor.predict(decoded.data)
+            served.batcher.observe(decoded.rows)
+            if wants_proba:
+                protocols.add_probabilities(prediction, served.predictor, decoded.data)
+        if cache is not None:
+            cache.put(key, prediction)
+        return prediction
+
+    def _record(
+        self,
+        request: Request,
+        served: ServedModel,
+        protocol: str,
+        outputs: bytes,
+        prediction: Prediction,
+    ) -> None:
+        latency = time.perf_counter() - request.started
+        self.metrics.requests.labels(*served.labels, DEFAULT_ARM, protocol, "200").inc()
+        self.metrics.latency.labels(*served.labels, DEFAULT_ARM, protocol).observe(latency)
+        fired = prediction.filters_fired
+        for rule in fired:
+            self.metrics.filtered.labels(served.name, rule).inc(
+                sum(1 for item in prediction.withheld if item == rule)
+            )
+        self.sink.append(
+            PredictionRecord(
+                request_id=request.request_id,
+                time=time.time() - latency,
+                model=served.name,
+                version=served.version,
+                protocol=protocol,
+                inputs=protocols.logged_request(request.body, request.headers),
+                outputs=outputs.decode(),
+                latency_ms=latency * 1000.0,
+                filters=fired,
+                hooks=served.predictor.options.hooks,
+            )
+        )
+
+    # -- explanations ----------------------------------------------------------------------
+
+    async def _explain(self, request: Request, served: ServedModel) -> Response:
+        from shipyard.serving.explain import explain
+
+        decoded = protocols.decode("v2", request.body, served.predictor, request.headers)
+        model_input, _ = served.predictor.check(decoded.data)
+        explanation = await asyncio.to_thread(explain, served.predictor.loaded, model_input)
+        return json_response(
+            200,
+            {
+                "model_name": served.name,
+                "model_version": str(served.version),
+                "id": decoded.request_id or request.request_id,
+                **explanation.to_json(),
+            },
+        )
+
+    async def _importance(self, served: ServedModel) -> Response:
+        from shipyard.serving.explain import global_importance
+
+        importance = await asyncio.to_thread(global_importance, served.predictor.loaded)
+        return json_response(
+            200,
+            {
+                "model_name": served.name,
+                "model_version": str(served.version),
+                **importance.to_json(),
+            },
+        )
+
+
+def _model_metadata(served: ServedModel) -> dict[str, Any]:
+    predictor = served.predictor
+    signature = predictor.signature
+    inputs: list[dict[str, Any]] = []
+    if signature is not None:
+        for spec in signature.inputs:
+            inputs.append(
+                {
+                    "name": spec.name,
+                    "datatype": _v2_type(spec),
+                    "shape": [-1, *spec.shape[1:]] if spec.shape else [-1],
+                }
+            )
+    return {
+        "name": served.name,
+        "versions": [str(served.version)],
+        "platform": f"shipyard-{predictor.version.flavor}",
+        "inputs": inputs,
+        "outputs": [
+            {
+                "name": name,
+                "datatype": "FP64" if name == "predict_proba" else "BYTES",
+                "shape": [-1],
+            }
+            for name in protocols.available_outputs(predictor)
+        ],
+    }
+
+
+def _v2_type(spec: Any) -> str:
+    kind = spec.type.value
+    if spec.dtype and spec.dtype != "category":
+        return protocols._datatype(__import__("numpy").dtype(spec.dtype))
+    return {"integer": "INT64", "float": "FP64", "boolean": "BOOL"}.get(kind, "BYTES")
+
+
+def _binary_v2(
+    body: dict[str, Any], decoded: protocols.Decoded, prediction: Prediction
+) -> Response:
+    header, binary = protocols.binary_outputs(body, decoded)
+    return Response(
+        200,
+        header + binary,
+        b"application/octet-stream",
+        [(protocols.BINARY_HEADER.encode(), str(len(header)).encode())],
+    )
