@@ -438,3 +438,9 @@ def test_a_single_tensor_takes_a_bare_array() -> None:
     checked = enforce(signature, [[1, 2, 3]])
     assert checked.model_input.dtype == np.float32  # type: ignore[union-attr]
     assert checked.frame.shape == (1, 0)
+
+
+def test_a_whole_float_beyond_64_bits_is_refused_not_wrapped(signature: Signature) -> None:
+    # 1e20 is a whole number, but no int64 holds it: casting would give a garbage integer.
+    assert "beyond 64 bits" in _error(signature, [_row(visits=1e20, income=1.5)])
+    assert "beyond 64 bits" in _error(signature, [_row(visits=-1e19), _row(visits=2.0)])

@@ -11,12 +11,14 @@ import pytest
 from serving_helpers import Server, register_churn, start_server
 
 from shipyard.project import Project
+from shipyard.registry.aliases import set_alias
 
 
 @pytest.fixture
 def served_project(tmp_path: Path) -> Iterator[Project]:
     project = Project.init(tmp_path / ".shipyard")
     register_churn(project)
+    set_alias("churn", "champion", 1, reason="first", project=project)
     yield project
     project.close()
 

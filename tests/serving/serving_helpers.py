@@ -25,7 +25,7 @@ from shipyard.registry.versions import ModelVersion, register
 
 FEATURES = ["age", "income", "plan"]
 PLANS = ["basic", "pro", "team"]
-READY_TIMEOUT_S = 60
+READY_TIMEOUT_S = 120
 
 
 def churn_frame(rows: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -921,6 +921,10 @@ def _convert_integer(spec: ColumnSpec, received: _Values) -> Array:
         present = floats[~received.missing]
         if not np.all(np.isfinite(present) & (present == np.trunc(present))):
             raise _wrong_type(spec, received, _is_whole)
+        if present.size and (present.min() < -(2.0**63) or present.max() >= 2.0**63):
+            raise _Problem(
+                f"column {spec.name!r} holds an integer beyond 64 bits; send smaller numbers"
+            )
         return np.where(received.missing, 0.0, floats).astype(np.int64)
     raise _wrong_type(spec, received, _is_integer)
 
