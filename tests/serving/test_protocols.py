@@ -262,3 +262,22 @@ def test_readiness_waits_for_the_models(predictor: Predictor) -> None:
         assert client.request("GET", "/v2/health/ready").status_code == 200
     finally:
         client.close()
+
+
+def test_explanations_add_up_and_importance_ranks_features(client: Client) -> None:
+    request = {
+        "inputs": [
+            {"name": "age", "shape": [2], "datatype": "INT64", "data": [30, 70]},
+            {"name": "income", "shape": [2], "datatype": "FP64", "data": [20000.0, 50000.5]},
+            {"name": "plan", "shape": [2], "datatype": "BYTES", "data": ["basic", "pro"]},
+        ]
+    }
+    answer = client.post("/v2/models/churn/explain", request)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_name"] == "churn" and len(body["contributions"]) == 2
+    assert body["method"] == "linear"
+    importance = client.request("GET", "/v2/models/churn/importance").json()
+    assert importance["importance"] and importance["method"]
+    bad = client.post("/v2/models/churn/explain", {"inputs": [request["inputs"][0]]})
+    assert bad.status_code == 422

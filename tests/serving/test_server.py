@@ -78,7 +78,9 @@ def test_shutdown_finishes_the_request_in_flight(served_project: Project) -> Non
     )
     request.start()
     time.sleep(0.7)  # the request is inside the slow hook now
-    assert server.stop() == 0
+    # uvicorn re-raises the SIGTERM it caught once it has shut down cleanly: exit -15
+    assert server.stop() in (0, -15)
+    assert "Traceback" not in server.log.read_text()
     request.join(timeout=30)
     assert answer and answer[0].status_code == 200
     assert answer[0].json()["predictions"] is not None

@@ -102,6 +102,15 @@ class ServedModel:
             else None
         )
         self.batchable = predictor.signature is None or predictor.signature.kind == "table"
+        self._explainer: Any = None
+
+    def explainer(self) -> Any:
+        """SHAP's explainer for this version, built on first use and kept (tens of ms)."""
+        if self._explainer is None:
+            from shipyard.serving.explain import Explainer
+
+            self._explainer = Explainer(self.predictor.loaded)
+        return self._explainer
 
 
 class ServingApp:
@@ -276,6 +285,7 @@ class ServingApp:
 
     def _error(self, exc: Exception, path: str) -> Response:
         from shipyard.registry.signature import SignatureError
+        from shipyard.serving.explain import ExplanationUnavailable
 
         if isinstance(exc, RequestError):
             self._count_error(exc, "request")
@@ -285,6 +295,8 @@ class ServingApp:
             return json_response(422, {"error": exc.message, "problems": exc.problems})
         if isinstance(exc, NotFound):
             return json_response(404, {"error": exc.message})
+        if isinstance(exc, ExplanationUnavailable):  # this model cannot be explained: 409
+            return json_response(409, {"error": exc.message})
         if isinstance(exc, HookFailed):
             log.error("%s", exc.message)
             return json_response(500, {"error": exc.message})
@@ -467,11 +479,13 @@ class ServingApp:
     # -- explanations ----------------------------------------------------------------------
 
     async def _explain(self, request: Request, served: ServedModel) -> Response:
-        from shipyard.serving.explain import explain
-
         decoded = protocols.decode("v2", request.body, served.predictor, request.headers)
         model_input, _ = served.predictor.check(decoded.data)
-        explanation = await asyncio.to_thread(explain, served.predictor.loaded, model_input)
+        output_class = decoded.parameters.get("output_class")
+        explainer = await asyncio.to_thread(served.explainer)
+        explanation = await asyncio.to_thread(
+            explainer.explain_checked, model_input, output_class=output_class
+        )
         return json_response(
             200,
             {
@@ -483,9 +497,8 @@ class ServingApp:
         )
 
     async def _importance(self, served: ServedModel) -> Response:
-        from shipyard.serving.explain import global_importance
-
-        importance = await asyncio.to_thread(global_importance, served.predictor.loaded)
+        explainer = await asyncio.to_thread(served.explainer)
+        importance = await asyncio.to_thread(explainer.global_importance)
         return json_response(
             200,
             {

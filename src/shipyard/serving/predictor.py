@@ -156,7 +156,7 @@ class Predictor:
         sending a field the model never reads has almost always misspelled one it does.
         """
         if self.options.preprocess is not None:
-            data = _call_hook(self.options.preprocess, "preprocess", data)
+            data = _call_hook(self.options.preprocess, "preprocess", _as_frame(data))
         if self.enforcer is None:
             import pandas as pd
 
@@ -221,6 +221,24 @@ def example_row(predictor: Predictor) -> dict[str, Any] | None:
         else:
             row[spec.name] = None if spec.nullable else ""
     return row
+
+
+def _as_frame(data: Any) -> Any:
+    """What a pre-processor receives, whatever the protocol: a DataFrame of the rows."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    try:
+        return pd.DataFrame([data] if _is_one_record(data) else data)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"cannot read the input as rows of columns: {exc}") from None
+
+
+def _is_one_record(data: Any) -> bool:
+    return isinstance(data, dict) and not any(
+        isinstance(value, list | tuple) for value in data.values()
+    )
 
 
 def _call_hook(hook: Any, role: str, argument: Any) -> Any:
