@@ -86,7 +86,7 @@ def test_the_cache_answers_repeats_and_counts(served_project: Project) -> None:
     assert cache is not None
     assert (cache.hits, cache.misses) == (2, 2)  # key order does not matter
     text = app.metrics.render(app.sink).decode()
-    assert "shipyard_cache_total{model=\"churn\",result=\"hit\",version=\"1\"} 2.0" in text, text
+    assert 'shipyard_cache_total{model="churn",result="hit",version="1"} 2.0' in text, text
 
 
 def test_cache_entries_expire_and_the_oldest_goes_first() -> None:
