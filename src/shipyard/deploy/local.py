@@ -1,14 +1,25 @@
-"""The local launch: `shipyard serve` as uvicorn worker processes on this host.
+"""The local launch: `shipyard serve` as worker processes on this host.
 
-Each worker process builds its own app from the configuration in `SHIPYARD_SERVE_CONFIG`
-(uvicorn starts workers by import string), loads and warms the models, and writes its own
-prediction-log files; they share the listening socket.
+Each worker process builds its own app from the configuration in `SHIPYARD_SERVE_CONFIG`,
+loads and warms the models, and writes its own prediction-log files.
+
+Several workers each listen on a socket of their own, bound to the same port with
+SO_REUSEPORT, rather than sharing one socket as uvicorn's own supervisor does. With a shared
+socket, the first worker to wake accepts every pending connection at once (asyncio accepts in
+bursts), so a few keep-alive clients that connect together all land on one worker and one
+core. With a socket each, the kernel spreads new connections across the workers by their
+address hash. The supervisor forwards SIGTERM/SIGINT, waits for the workers' graceful
+shutdown, and restarts a worker that dies.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
+import socket
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +29,7 @@ from shipyard.serving.app import DEFAULT_MAX_BODY_BYTES, ServingApp
 
 CONFIG_ENV = "SHIPYARD_SERVE_CONFIG"
 GRACEFUL_TIMEOUT_S = 30
+CRASH_LOOP_S = 5.0  # a worker dying sooner than this after its start is not restarted
 
 
 @dataclass
@@ -107,8 +119,6 @@ def serve(
     graceful_timeout_s: int = GRACEFUL_TIMEOUT_S,
 ) -> None:
     """Serve `refs` until SIGINT/SIGTERM; in-flight requests finish and the log is flushed."""
-    import uvicorn
-
     if workers < 1:
         raise InvalidInput(f"workers must be >= 1; got {workers}")
     if not 0 < port < 65536:
@@ -117,16 +127,102 @@ def serve(
     check_refs(refs, folder)
     config = ServeConfig(refs=list(refs), home=folder, max_body_bytes=max_body_bytes, log=log)
     os.environ[CONFIG_ENV] = config.to_env()
-    uvicorn.run(
-        "shipyard.deploy.local:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        timeout_graceful_shutdown=graceful_timeout_s,
+    if workers == 1:
+        _run_worker(config.to_env(), host, port, graceful_timeout_s, reuse_port=False)
+    else:
+        _supervise(config.to_env(), host, port, workers, graceful_timeout_s)
+
+
+def _uvicorn_server(graceful_timeout_s: int) -> Any:
+    import uvicorn
+
+    return uvicorn.Server(
+        uvicorn.Config(
+            "shipyard.deploy.local:create_app",
+            factory=True,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=graceful_timeout_s,
+        )
     )
+
+
+def _listening_socket(
+    host: str, port: int, *, reuse_port: bool, listen: bool = True
+) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise InvalidInput(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    if listen:
+        sock.listen(2048)
+    return sock
+
+
+def _run_worker(
+    config_env: str, host: str, port: int, graceful_timeout_s: int, *, reuse_port: bool = True
+) -> None:
+    """One worker: its own socket on the shared port, uvicorn serving the app on it."""
+    os.environ[CONFIG_ENV] = config_env
+    sock = _listening_socket(host, port, reuse_port=reuse_port)
+    _uvicorn_server(graceful_timeout_s).run(sockets=[sock])
+
+
+def _supervise(
+    config_env: str, host: str, port: int, workers: int, graceful_timeout_s: int
+) -> None:
+    # The supervisor binds (without listening) first: a taken port fails here, at once, and
+    # the port stays reserved for the workers' group while any of them restarts.
+    reserved = _listening_socket(host, port, reuse_port=True, listen=False)
+    context = multiprocessing.get_context("spawn")
+    args = (config_env, host, port, graceful_timeout_s)
+    processes = [context.Process(target=_run_worker, args=args) for _ in range(workers)]
+    started = [0.0] * workers
+    stopping = False
+
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for index, process in enumerate(processes):
+            process.start()
+            started[index] = time.monotonic()
+        while not stopping:
+            time.sleep(0.2)
+            for index, process in enumerate(processes):
+                if process.is_alive() or stopping:
+                    continue
+                if time.monotonic() - started[index] < CRASH_LOOP_S:
+                    raise InvalidInput(
+                        f"a server worker exited with code {process.exitcode} right after "
+                        "starting; see the messages above"
+                    )
+                processes[index] = context.Process(target=_run_worker, args=args)
+                processes[index].start()  # died after serving a while: replace it
+                started[index] = time.monotonic()
+    finally:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + graceful_timeout_s + 5
+        for process in processes:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+        reserved.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
