@@ -28,11 +28,22 @@ $(VENV)/.torch: $(VENV)/.synced
 	fi
 	touch $@
 
-# PostgreSQL's server binaries for the store tests (Debian's package; nothing is started here).
+# PostgreSQL's server binaries for the store tests (Debian's package; nothing is started here),
+# and Podman with what the container image test needs: buildah, runc (this kind of machine's
+# cgroups break Podman's default crun), busybox-static, and mmdebstrap to make a Debian base
+# image from Debian's own packages (no container registry is reachable).
+CONTAINER_PACKAGES := podman buildah runc busybox-static mmdebstrap
 system-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+	@missing=""; for package in $(CONTAINER_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 lint: setup

@@ -12,7 +12,11 @@ folder (a git repository, so runs record their commit):
   run from its commit, parameters and seed, output by output;
 - registry and gates: every run registered its model; a promotion policy for `champion` is
   added to the settings; an alias move refused before the gates ran, the gates run and
-  exported, champion set, the next version judged against it, diff, history, ONNX compilation.
+  exported, champion set, the next version judged against it, diff, history, ONNX compilation;
+- serving: `shipyard serve churn@champion` answers the same rows over the Open Inference
+  Protocol, MLflow's /invocations and /predict, refuses a bad request with a 422 naming the
+  field, explains a prediction; on shutdown its prediction log is flushed, queried with SQL, and
+  one prediction replayed; then the champion scores a whole dataset version in batch.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -164,6 +174,104 @@ def registry_and_gates() -> None:
     shipyard("models", "diff", "churn@1", "churn@2")
     shipyard("models", "history", "churn")
     shipyard("models", "compile", "churn@1", "--data", "churn-holdout@1")
+    serving()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http(url: str, body: Any = None, request_id: str | None = None) -> tuple[int, Any]:
+    """GET or POST JSON; the status and the decoded answer (4xx included)."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def show(method: str, path: str, status: int, answer: Any) -> None:
+    print(f"\n\033[1m{method} {path}\033[0m -> {status}\n{json.dumps(answer)[:400]}", flush=True)
+
+
+def wait_until_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"demo step failed: shipyard serve exited {server.returncode}")
+        try:
+            if http(f"{url}/v2/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    sys.exit("demo step failed: shipyard serve was not ready in 120 s")
+
+
+def serving() -> None:
+    """The champion behind a real server: three protocols, a refusal, an explanation."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n\033[1m$ shipyard serve churn@champion --port {port}\033[0m", flush=True)
+    server = subprocess.Popen([SHIPYARD, "serve", "churn@champion", "--port", str(port)], cwd=ROOT)
+    try:
+        wait_until_ready(url, server)
+        status, metadata = http(f"{url}/v2/models/churn")
+        show("GET", "/v2/models/churn", status, metadata)
+        columns = [tensor["name"] for tensor in metadata["inputs"]]
+        rows = holdout_rows(columns)
+        records = json.loads(rows.to_json(orient="records"))
+        show("POST", "/predict (X-Request-Id: demo-1)", *http(f"{url}/predict", records, "demo-1"))
+        for path, body in (
+            (
+                "/invocations",
+                {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))},
+            ),
+            ("/v2/models/churn/infer", {"inputs": v2_tensors(rows, metadata)}),
+            ("/v2/models/churn/explain", {"inputs": v2_tensors(rows.head(1), metadata)}),
+            ("/predict", [{**records[0], columns[0]: "not a number"}]),
+        ):
+            show("POST", path, *http(f"{url}{path}", body))
+    finally:
+        server.send_signal(
+            signal.SIGTERM
+        )  # graceful: in-flight requests finish, the log is flushed
+        server.wait(timeout=60)
+
+
+def holdout_rows(columns: list[str]) -> pd.DataFrame:
+    """Three rows of the held-out data, in the model's own columns (what a client would send)."""
+    from shipyard.data import get
+    from shipyard.project import Project
+
+    project = Project.open(ROOT / ".shipyard")
+    try:
+        return get("churn-holdout@1", project=project).to_pandas(columns).head(3)
+    finally:
+        project.close()
+
+
+def v2_tensors(rows: pd.DataFrame, metadata: dict[str, Any]) -> list[dict[str, Any]]:
+    tensors = []
+    for tensor in metadata["inputs"]:
+        values = json.loads(rows[tensor["name"]].to_json(orient="values"))
+        tensors.append(
+            {
+                "name": tensor["name"],
+                "datatype": tensor["datatype"],
+                "shape": [len(values)],
+                "data": values,
+            }
+        )
+    return tensors
 
 
 def main() -> None:

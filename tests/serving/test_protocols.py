@@ -212,6 +212,13 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
         422,
         "[rows]",
     ),
+    (
+        "v2 null in a column that is not nullable",
+        "/v2/models/churn/infer",
+        v2({**AGE, "data": [None]}, INCOME, PLAN),
+        422,
+        "age",
+    ),
     ("v2 no inputs", "/v2/models/churn/infer", {"inputs": []}, 422, "non-empty"),
     (
         "v2 unknown output",

@@ -412,7 +412,7 @@ def _tensor(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, A
             received=f"{len(flat)} values",
         )
     _check_values(flat, datatype, where)
-    if datatype == "BYTES":
+    if datatype == "BYTES" or None in flat:  # null: a missing value, for the signature to judge
         return name, _reshape_objects(flat, shape), 0
     array = np.asarray(flat, dtype=V2_DATATYPES[datatype]).reshape(shape)
     return name, array, 0
@@ -480,7 +480,7 @@ def _check_values(values: list[Any], datatype: str, where: str) -> None:
         accept = lambda v: isinstance(v, int | float) and not isinstance(v, bool)  # noqa: E731
         expected = "numbers"
     for position, value in enumerate(values):
-        if not accept(value):
+        if value is not None and not accept(value):
             raise RequestError(
                 f"{where}: datatype {datatype} takes {expected}; value {position} is "
                 f"{_short(value)!r} ({_type_name(value)})",
