@@ -16,6 +16,7 @@ from serving_helpers import FEATURES, PLANS, Server, start_server
 from shipyard.project import Project
 from shipyard.registry.versions import get
 
+REQUESTS_PER_CLIENT = 300
 ROWS = pd.DataFrame({"age": [30, 70], "income": [20000.0, 50000.5], "plan": ["basic", "pro"]})
 
 
@@ -43,14 +44,35 @@ def test_tritons_client_works_unchanged(server: Server, served_project: Project)
     client.close()
 
 
-def test_two_workers_answer_and_stop_cleanly(served_project: Project) -> None:
+def test_two_workers_share_keep_alive_clients_by_request(served_project: Project) -> None:
+    """Four keep-alive clients against two workers: both workers answer a fair share, because
+    an overloaded worker closes a connection now and then and the client reconnects."""
     server = start_server(served_project.home.parent, "churn@champion", "--workers", "2")
+    rows = ROWS.to_dict(orient="records")
+    served: list[str] = []
+    failures: list[int] = []
+
+    def client() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as session:  # keeps its connection
+            for _ in range(REQUESTS_PER_CLIENT):
+                answer = session.post("/predict", json=rows)
+                if answer.status_code != 200:
+                    failures.append(answer.status_code)
+                served.append(answer.headers["x-shipyard-worker"])
+
     try:
-        rows = ROWS.to_dict(orient="records")
-        with httpx.Client(base_url=server.url) as client:
-            answers = [client.post("/predict", json=rows) for _ in range(20)]
-        assert {a.status_code for a in answers} == {200}
-        assert answers[0].json()["predictions"] == expected(served_project)
+        clients = [threading.Thread(target=client) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(timeout=120)
+        assert not failures
+        assert len(served) == 4 * REQUESTS_PER_CLIENT
+        shares = {worker: served.count(worker) / len(served) for worker in set(served)}
+        assert set(shares) == {"0", "1"}, shares
+        assert min(shares.values()) > 0.2, shares
+        answer = httpx.post(f"{server.url}/predict", json=rows)
+        assert answer.json()["predictions"] == expected(served_project)
     finally:
         assert server.stop() == 0
 

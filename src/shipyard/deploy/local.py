@@ -73,10 +73,13 @@ def build_app(config: ServeConfig) -> ServingApp:
 
         return open_log(project.settings)
 
+    from shipyard.serving.balance import BOARD_ENV, LoadBoard
+
     return ServingApp(
         load,
         sink_factory=open_sink if config.log else None,
         max_body_bytes=config.max_body_bytes,
+        board=LoadBoard.from_env(os.environ.get(BOARD_ENV)),
     )
 
 
@@ -171,10 +174,20 @@ def _listening_socket(
 
 
 def _run_worker(
-    config_env: str, host: str, port: int, graceful_timeout_s: int, *, reuse_port: bool = True
+    config_env: str,
+    host: str,
+    port: int,
+    graceful_timeout_s: int,
+    board: str | None = None,
+    *,
+    reuse_port: bool = True,
 ) -> None:
     """One worker: its own socket on the shared port, uvicorn serving the app on it."""
+    from shipyard.serving.balance import BOARD_ENV
+
     os.environ[CONFIG_ENV] = config_env
+    if board is not None:
+        os.environ[BOARD_ENV] = board
     sock = _listening_socket(host, port, reuse_port=reuse_port)
     _uvicorn_server(graceful_timeout_s).run(sockets=[sock])
 
@@ -184,10 +197,17 @@ def _supervise(
 ) -> None:
     # The supervisor binds (without listening) first: a taken port fails here, at once, and
     # the port stays reserved for the workers' group while any of them restarts.
+    from shipyard.serving.balance import LoadBoard
+
     reserved = _listening_socket(host, port, reuse_port=True, listen=False)
+    board = LoadBoard.create(workers)
     context = multiprocessing.get_context("spawn")
-    args = (config_env, host, port, graceful_timeout_s)
-    processes = [context.Process(target=_run_worker, args=args) for _ in range(workers)]
+
+    def worker(index: int) -> Any:
+        args = (config_env, host, port, graceful_timeout_s, f"{board.name}:{index}:{workers}")
+        return context.Process(target=_run_worker, args=args)
+
+    processes = [worker(index) for index in range(workers)]
     started = [0.0] * workers
     stopping = False
 
@@ -210,7 +230,8 @@ def _supervise(
                         f"a server worker exited with code {process.exitcode} right after "
                         "starting; see the messages above"
                     )
-                processes[index] = context.Process(target=_run_worker, args=args)
+                LoadBoard.reset(board, index, workers)  # its requests died with it
+                processes[index] = worker(index)
                 processes[index].start()  # died after serving a while: replace it
                 started[index] = time.monotonic()
     finally:
@@ -224,5 +245,7 @@ def _supervise(
                 process.kill()
                 process.join()
         reserved.close()
+        board.close()
+        board.unlink()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -33,6 +33,7 @@ import orjson
 
 from shipyard.errors import InvalidInput, NotFound, ShipyardError
 from shipyard.serving import protocols
+from shipyard.serving.balance import LoadBoard
 from shipyard.serving.batching import MicroBatcher
 from shipyard.serving.cache import ResponseCache
 from shipyard.serving.metrics import ServingMetrics
@@ -124,8 +125,10 @@ class ServingApp:
         sink: PredictionSink | None = None,
         sink_factory: Callable[[], PredictionSink] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        board: LoadBoard | None = None,
     ) -> None:
         self.loader = loader
+        self.board = board
         self.sink: PredictionSink = sink or DiscardSink()
         self.sink_factory = sink_factory
         self.max_body_bytes = max_body_bytes
@@ -162,6 +165,8 @@ class ServingApp:
             self.sink = self.sink_factory()
         self.models = models
         self.ready = True
+        if self.board is not None:
+            self.board.mark_ready()
 
     async def _startup(self) -> None:
         async def load_in_thread() -> None:
@@ -207,13 +212,23 @@ class ServingApp:
         request_id = headers.get(REQUEST_ID_HEADER, "")
         if not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
+        board = self.board
+        if board is not None:
+            board.enter()
         try:
             body = await self._body(headers, receive)
             request = Request(scope["method"], scope["path"], headers, body, request_id, started)
             response = await self._route(request)
         except Exception as exc:
             response = self._error(exc, scope.get("path", ""))
+        finally:
+            if board is not None:
+                board.leave()
         response.headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
+        if board is not None:
+            response.headers.append((b"x-shipyard-worker", board.label))
+            if board.should_close():
+                response.headers.append((b"connection", b"close"))  # reconnect: maybe elsewhere
         await send(
             {
                 "type": "http.response.start",
@@ -320,9 +335,13 @@ class ServingApp:
         return json_response(200, {"live": True})
 
     async def _ready(self, request: Request) -> Response:
-        if self.ready:
+        # With several workers, the server is ready when all of them are: a load balancer
+        # that saw one ready worker would otherwise send requests to one still loading.
+        if self.ready and (self.board is None or self.board.all_ready()):
             return json_response(200, {"ready": True})
         body: dict[str, Any] = {"ready": False}
+        if self.ready:
+            body["waiting_for"] = "other workers still loading their models"
         if self.load_error:
             body["error"] = self.load_error
         return json_response(503, body)

@@ -1,0 +1,258 @@
+"""The prediction log's Parquet layout: the schema, where each file goes, how it is written.
+
+    FOLDER/model=NAME/hour=YYYY-MM-DDTHH/part-WRITER-TOKEN-SEQ.parquet
+
+One file holds records of one model whose `time` falls in one UTC hour (Hive partitioning, so
+DuckDB, Spark, pandas and pyarrow all read the folder as one table with `model` and `hour`
+columns). A file is written under a hidden temporary name (`.part-....parquet.tmp`) and renamed
+when complete, so a reader never sees half a file and a killed writer leaves, at worst, a hidden
+temporary file that every reader skips. On an object store (S3) the upload itself is atomic: an
+object appears whole or not at all, so it is written under its final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from shipyard.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from shipyard.serving.record import PredictionRecord
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("request_id", "string"),
+    ("time", "timestamp[us, UTC]"),
+    ("model", "string"),
+    ("version", "int64"),
+    ("arm", "string"),
+    ("protocol", "string"),
+    ("inputs", "string (JSON)"),
+    ("outputs", "string (JSON)"),
+    ("latency_ms", "double"),
+    ("filters", "list<string>"),
+    ("hooks", "string (JSON: hook name -> sha256)"),
+    ("status", "int32"),
+)
+PARTITION_COLUMNS = ("model", "hour")  # `hour` only in the path: "YYYY-MM-DDTHH", UTC
+COMPRESSION = "zstd"
+_PART = re.compile(r"^part-.+\.parquet$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def schema() -> pa.Schema:
+    """The schema of every file (without the `hour` partition column)."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("request_id", pa.string()),
+            ("time", pa.timestamp("us", tz="UTC")),
+            ("model", pa.string()),
+            ("version", pa.int64()),
+            ("arm", pa.string()),
+            ("protocol", pa.string()),
+            ("inputs", pa.string()),
+            ("outputs", pa.string()),
+            ("latency_ms", pa.float64()),
+            ("filters", pa.list_(pa.string())),
+            ("hooks", pa.string()),
+            ("status", pa.int32()),
+        ]
+    )
+
+
+def table_schema() -> pa.Schema:
+    """What a reader sees: the file schema plus the `hour` partition column."""
+    import pyarrow as pa
+
+    return schema().append(pa.field("hour", pa.string()))
+
+
+def hour_of(time: float) -> str:
+    """The UTC hour a record's time falls in, as its partition value: `2024-05-01T13`."""
+    return datetime.fromtimestamp(time, UTC).strftime("%Y-%m-%dT%H")
+
+
+def partition_of(record: PredictionRecord) -> tuple[str, str]:
+    return record.model, hour_of(record.time)
+
+
+def partition_path(model: str, hour: str) -> str:
+    """`model=NAME/hour=HOUR`; a name with characters unsafe in a path is %-escaped (as Hive)."""
+    return f"model={quote(model, safe='')}/hour={hour}"
+
+
+def to_table(records: Sequence[PredictionRecord]) -> pa.Table:
+    """Records as one Arrow table; raises (TypeError, ValueError, pa.ArrowException) on a field
+    of the wrong type."""
+    import pyarrow as pa
+
+    return pa.Table.from_arrays(
+        [
+            pa.array([r.request_id for r in records], pa.string()),
+            pa.array([round(r.time * 1_000_000) for r in records], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
+            pa.array([r.model for r in records], pa.string()),
+            pa.array([r.version for r in records], pa.int64()),
+            pa.array([r.arm for r in records], pa.string()),
+            pa.array([r.protocol for r in records], pa.string()),
+            pa.array([r.inputs for r in records], pa.string()),
+            pa.array([r.outputs for r in records], pa.string()),
+            pa.array([r.latency_ms for r in records], pa.float64()),
+            pa.array([list(r.filters) for r in records], pa.list_(pa.string())),
+            pa.array([json.dumps(r.hooks, sort_keys=True) for r in records], pa.string()),
+            pa.array([r.status for r in records], pa.int32()),
+        ],
+        schema=schema(),
+    )
+
+
+def encode(
+    records: Sequence[PredictionRecord],
+) -> tuple[pa.Table | None, list[tuple[PredictionRecord, str]]]:
+    """The group's table, leaving out (and naming) records that cannot be encoded."""
+    try:
+        return to_table(records), []
+    except Exception:
+        pass
+    good: list[PredictionRecord] = []
+    bad: list[tuple[PredictionRecord, str]] = []
+    for record in records:
+        try:
+            to_table([record])
+        except Exception as exc:
+            bad.append((record, f"{type(exc).__name__}: {exc}"))
+        else:
+            good.append(record)
+    return (to_table(good) if good else None), bad
+
+
+def group_by_partition(
+    records: Iterable[PredictionRecord],
+) -> dict[tuple[str, str], list[PredictionRecord]]:
+    """Records by (model, hour), each group in arrival order."""
+    groups: dict[tuple[str, str], list[PredictionRecord]] = {}
+    for record in records:
+        groups.setdefault(partition_of(record), []).append(record)
+    return groups
+
+
+def writer_name(worker: str | None = None) -> str:
+    """What names this writer's files: the worker (or host and pid) and a random token, so two
+    writers, or one restarted with the same pid (pid 1 in a container), never clash."""
+    who = worker if worker else f"{socket.gethostname()}-{os.getpid()}"
+    return f"{_UNSAFE.sub('_', who)}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    path: str
+    model: str
+    hour: str
+    rows: int
+
+
+class PartitionedFolder:
+    """A folder of partitioned Parquet files: local, or any fsspec URL (s3://bucket/prefix)."""
+
+    def __init__(
+        self,
+        url: str | Path,
+        storage_options: dict[str, Any] | None = None,
+        *,
+        fsync: bool = False,
+    ) -> None:
+        import fsspec
+        from fsspec.implementations.local import LocalFileSystem
+
+        text = str(url)
+        options = dict(storage_options or {})
+        if "://" in text and not text.startswith("file://"):
+            options.setdefault("use_listings_cache", False)  # other writers add files at any time
+        try:
+            self.fs, root = fsspec.core.url_to_fs(text, **options)
+        except (ImportError, ValueError) as exc:
+            hint = " (pip install 'shipyard[s3]')" if text.startswith("s3") else ""
+            raise ConfigError(f"cannot open prediction log folder {text!r}: {exc}{hint}") from None
+        self.url = text
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.root = str(Path(root).resolve()) if self.is_local else root.rstrip("/")
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"PartitionedFolder({self.url!r})"
+
+    def write(self, model: str, hour: str, table: pa.Table, name: str) -> WrittenFile:
+        """Write one group's table as `name` in its partition; complete or not there at all."""
+        import pyarrow.parquet as pq
+
+        folder = f"{self.root}/{partition_path(model, hour)}"
+        final = f"{folder}/{name}"
+        if not self.is_local:
+            with self.fs.open(final, "wb") as handle:  # an object appears whole or not at all
+                pq.write_table(table, handle, compression=COMPRESSION)
+            return WrittenFile(final, model, hour, table.num_rows)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        temporary = f"{folder}/.{name}.tmp"
+        try:
+            with Path(temporary).open("wb") as handle:
+                pq.write_table(table, handle, compression=COMPRESSION)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            Path(temporary).replace(final)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return WrittenFile(final, model, hour, table.num_rows)
+
+    def files(self) -> list[str]:
+        """Every finished part file, in name order; temporary and foreign files are skipped."""
+        if self.is_local and not Path(self.root).is_dir():
+            return []
+        try:
+            found = self.fs.find(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(path for path in found if _PART.match(path.rsplit("/", 1)[-1]))
+
+    def dataset(self) -> Any:
+        """A pyarrow dataset over every finished file (with `model` and `hour` from the path);
+        an empty table with the same columns when there are none."""
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+
+        files = self.files()
+        if not files:
+            return table_schema().empty_table()
+        partitioning = ds.partitioning(
+            pa.schema([("model", pa.string()), ("hour", pa.string())]), flavor="hive"
+        )
+        return ds.dataset(
+            files,
+            schema=table_schema(),
+            format="parquet",
+            filesystem=None if self.is_local else self.fs,
+            partitioning=partitioning,
+            partition_base_dir=self.root,
+        )
+
+    def read(self) -> pa.Table:
+        """Every record, as one table (for tests and small logs; use `query` for the rest)."""
+        import pyarrow as pa
+
+        data = self.dataset()
+        return data if isinstance(data, pa.Table) else data.to_table()

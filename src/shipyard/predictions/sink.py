@@ -1,0 +1,34 @@
+"""What every prediction log writer shares: its counters and the error it raises.
+
+Counters are plain integers read without a lock; `queue_depth` is what the metrics endpoint
+exports as a gauge, `dropped` must stay 0 (see docs/predictions.md, "Backpressure").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from shipyard.errors import ShipyardError
+
+
+class PredictionLogError(ShipyardError):
+    """The prediction log could not take or write records (closed, storage failing)."""
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """A snapshot of a writer's counters since it was opened."""
+
+    appended: int  # records accepted by `append`
+    written: int  # records in finished files (Parquet) or acknowledged by the broker (Kafka)
+    dropped: int  # records refused after waiting `block_seconds` for room (storage too slow)
+    invalid: int  # records that could not be encoded (a field of the wrong type); logged
+    blocked: int  # `append` calls that had to wait for room
+    errors: int  # failed writes (retried; the records stay queued)
+    files: int  # files written (Parquet) or 0 (Kafka)
+    queue_depth: int  # records accepted and not yet written: what a SIGKILL now would lose
+    last_error: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
