@@ -213,6 +213,7 @@ class ServingApp:
         if not _REQUEST_ID.match(request_id):
             request_id = uuid.uuid4().hex
         board = self.board
+        close = False
         if board is not None:
             board.enter()
         try:
@@ -223,11 +224,12 @@ class ServingApp:
             response = self._error(exc, scope.get("path", ""))
         finally:
             if board is not None:
+                close = board.should_close()  # counted while this request is still in flight
                 board.leave()
         response.headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
         if board is not None:
             response.headers.append((b"x-shipyard-worker", board.label))
-            if board.should_close():
+            if close:
                 response.headers.append((b"connection", b"close"))  # reconnect: maybe elsewhere
         await send(
             {

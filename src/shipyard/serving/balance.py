@@ -4,7 +4,7 @@ Workers take connections from the kernel (SO_REUSEPORT spreads new ones by addre
 a keep-alive client then stays on its worker: a few busy clients can load one worker while
 another idles. So the workers share a small board in shared memory: each one's number of
 requests in flight, written only by its owner. When a worker answers while it holds clearly
-more requests than the least busy worker, it adds `Connection: close` to that response. The
+more requests than the least busy worker (two more, this one included), it adds `Connection: close` to that response. The
 client reconnects (on loopback a handshake costs tens of microseconds) and the kernel places
 the new connection afresh, so load drifts toward the idle worker until the counts even out.
 Only the response that triggers it is affected, and at most one connection per worker is
@@ -80,11 +80,11 @@ class LoadBoard:
 
     def should_close(self) -> bool:
         """Whether this response should end its connection so the client lands elsewhere."""
-        mine = self._slots[self.index]
-        if mine <= self.margin:
+        mine = self._slots[self.index]  # this request included
+        if mine < self.margin:
             return False
         least = min(self._slots[i] for i in range(self.workers) if i != self.index)
-        if mine - least <= self.margin:
+        if mine - least < self.margin:
             return False
         now = time.monotonic()
         if now - self._last_close < self.cooldown_s:
