@@ -5,6 +5,10 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Compile every installed package to bytecode once, at install time: with PYTHONDONTWRITEBYTECODE
+# set (as on these machines) nothing is ever cached otherwise, and each new Python process
+# (a served worker, a CLI call in a test) recompiles pandas and scikit-learn: seconds each time.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo test lint typecheck layers unit setup system-packages bench clean
 

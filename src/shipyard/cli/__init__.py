@@ -16,10 +16,13 @@ from rich.markup import escape
 
 from shipyard.cli.console import err_console, out
 from shipyard.cli.data import data_app
+from shipyard.cli.deploy import deploy_app
 from shipyard.cli.gates import approve, gate, gates_app
 from shipyard.cli.models import models_app
 from shipyard.cli.pipelines import lineage, reproduce, run
+from shipyard.cli.predictions import predictions_app, replay
 from shipyard.cli.runs import runs_app
+from shipyard.cli.scoring import score, stream
 from shipyard.cli.serve import serve
 
 app = typer.Typer(
@@ -32,12 +35,17 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 app.add_typer(gates_app, name="gates")
+app.add_typer(deploy_app, name="deploy")
 app.command()(gate)
 app.command()(approve)
 app.add_typer(runs_app, name="runs")
 app.command()(run)
 app.command()(reproduce)
 app.command()(lineage)
+app.command()(score)
+app.command()(stream)
+app.add_typer(predictions_app, name="predictions")
+app.command()(replay)
 app.command()(serve)
 
 

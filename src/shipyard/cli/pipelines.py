@@ -159,7 +159,10 @@ def _print_reproduction(report: Reproduction) -> None:
 
 def lineage(
     ref: Annotated[
-        str, typer.Argument(help="A dataset version (name@N), a run id or an artifact digest.")
+        str,
+        typer.Argument(
+            help="A dataset version (name@N), a model version (model:NAME@N), a run id or a digest."
+        ),
     ],
     depth: Annotated[int, typer.Option(help="How many hops to follow each way.")] = 12,
     as_json: Annotated[bool, typer.Option("--json", help="Print the graph as JSON.")] = False,

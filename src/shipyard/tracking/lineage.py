@@ -1,9 +1,11 @@
-"""Lineage: from a dataset version, a run or an artifact, back to what it was made from (runs,
-their inputs, code commit and environment) and forward to what was built from it.
+"""Lineage: from a dataset version, a model version, a run or an artifact, back to what it was
+made from (runs, their inputs, code commit and environment) and forward to what was built from it.
 
 Every edge is a row already written on the way: `run_artifacts` (a run read or wrote a value),
 `dataset_versions.run_id` (a run created a version), `dataset_versions.parent_id` (a split or
-derived version). Walking both ways is a few indexed queries per node.
+derived version), `model_versions.run_id` (the run a model version came from). A run that read
+a model version (batch scoring) records it as an input of kind "model" whose digest is the
+version's manifest. Walking both ways is a few indexed queries per node.
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from shipyard.store.models import (
     DatasetRecord,
     DatasetVersionRecord,
     EnvironmentRecord,
+    ModelAliasRecord,
+    ModelVersionRecord,
+    RegisteredModelRecord,
     RunArtifactRecord,
     RunRecord,
 )
 
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 MAX_DEPTH = 12
+MODEL_PREFIX = "model:"  # `lineage("model:churn@3")`: a model version as the starting point
 
 
 @dataclass
@@ -103,15 +109,39 @@ class _Walker:
              "user": record.user, "seed": record.seed},
         )  # fmt: skip
 
+    def model_node(self, record: ModelVersionRecord, relation: str = "") -> LineageNode:
+        name = self.session.scalar(
+            select(RegisteredModelRecord.name).where(RegisteredModelRecord.id == record.model_id)
+        )
+        ref = f"{name}@{record.version}"
+        return LineageNode(
+            "model", ref, f"model {ref} ({record.flavor})", relation,
+            {"artifact": record.artifact, "flavor": record.flavor, "run_id": record.run_id,
+             "datasets": list(record.datasets.get("refs", []))},
+        )  # fmt: skip
+
     def artifact_node(self, row: RunArtifactRecord, relation: str = "") -> LineageNode:
         if row.kind == "dataset" and row.meta.get("ref"):
             record = self._dataset_by_artifact(row.digest)
             if record is not None:
                 return self.dataset_node(record, relation)
+        if row.kind == "model" and row.meta.get("ref"):
+            model = self._model_by_artifact(row.digest, str(row.meta["ref"]))
+            if model is not None:
+                return self.model_node(model, relation)
         return LineageNode(
             "artifact", row.digest, f"{row.kind} {row.name} sha256:{row.digest[:12]}", relation,
             {"kind": row.kind, "size": row.size, "name": row.name},
         )  # fmt: skip
+
+    def _model_by_artifact(self, digest: str, ref: str) -> ModelVersionRecord | None:
+        name = ref.partition("@")[0]
+        return self.session.scalar(
+            select(ModelVersionRecord)
+            .join(RegisteredModelRecord, RegisteredModelRecord.id == ModelVersionRecord.model_id)
+            .where(ModelVersionRecord.artifact == digest, RegisteredModelRecord.name == name)
+            .limit(1)
+        )
 
     def _dataset_by_artifact(self, digest: str) -> DatasetVersionRecord | None:
         return self.session.scalar(
@@ -121,13 +151,16 @@ class _Walker:
     # -- upstream -------------------------------------------------------------------------
 
     def upstream_of(self, node: LineageNode, depth: int, seen: set[str]) -> list[LineageNode]:
-        if depth >= self.depth or node.id in seen:
+        key = f"{node.kind}:{node.id}"  # a dataset and a model may share a NAME@N
+        if depth >= self.depth or key in seen:
             return []
-        seen = seen | {node.id}
+        seen = seen | {key}
         if node.kind == "run":
             found = self._run_upstream(node.id)
         elif node.kind == "dataset":
             found = self._dataset_upstream(node)
+        elif node.kind == "model":
+            found = self._model_upstream(node)
         elif node.kind == "artifact":
             found = self._producers(node.id)
         else:
@@ -185,6 +218,23 @@ class _Walker:
             )
         return found
 
+    def _model_upstream(self, node: LineageNode) -> list[LineageNode]:
+        run_id = node.details.get("run_id")
+        run = self.session.get(RunRecord, run_id) if run_id else None
+        if run is not None:
+            return [self.run_node(run, "produced by")]
+        found = []
+        for ref in node.details.get("datasets", []):
+            name, _, version = str(ref).rpartition("@")
+            record = self.session.scalar(
+                select(DatasetVersionRecord)
+                .join(DatasetRecord)
+                .where(DatasetRecord.name == name, DatasetVersionRecord.version == int(version))
+            )
+            if record is not None:
+                found.append(self.dataset_node(record, "trained on"))
+        return found
+
     def _producers(self, digest: str) -> list[LineageNode]:
         rows = self.session.scalars(
             select(RunRecord)
@@ -209,9 +259,10 @@ class _Walker:
     # -- downstream -----------------------------------------------------------------------
 
     def downstream_of(self, node: LineageNode, depth: int, seen: set[str]) -> list[LineageNode]:
-        if depth >= self.depth or node.id in seen:
+        key = f"{node.kind}:{node.id}"
+        if depth >= self.depth or key in seen:
             return []
-        seen = seen | {node.id}
+        seen = seen | {key}
         if node.kind == "run":
             found = self._run_outputs(node.id)
         elif node.kind == "dataset":
@@ -224,6 +275,8 @@ class _Walker:
             ]
         elif node.kind == "artifact":
             found = self._consumers(node.id)
+        elif node.kind == "model":
+            found = self._consumers(str(node.details["artifact"]))
         else:
             return []
         for child in found:
@@ -260,12 +313,15 @@ class _Walker:
     # -- the starting point ---------------------------------------------------------------
 
     def resolve(self, ref: str) -> LineageNode:
+        if ref.startswith(MODEL_PREFIX):
+            return self.model_node(self._model_record(ref.removeprefix(MODEL_PREFIX)))
         if "@" in ref:
             return self.dataset_node(self._dataset_record(ref))
         text = ref.lower().removeprefix("sha256:")
         if not _HEX.match(text):
             raise InvalidInput(
-                f"expected a dataset version (name@N), a run id or an artifact digest; got {ref!r}"
+                "expected a dataset version (name@N), a model version (model:NAME@N), a run id "
+                f"or an artifact digest; got {ref!r}"
             )
         runs = self.session.scalars(
             select(RunRecord).where(RunRecord.id.startswith(text)).limit(2)
@@ -284,6 +340,28 @@ class _Walker:
             raise InvalidInput(f"{ref!r} matches several runs; give more of the id")
         raise NotFound(f"no run, artifact or dataset version matches {ref!r}")
 
+    def _model_record(self, ref: str) -> ModelVersionRecord:
+        """`NAME`, `NAME@N` or `NAME@ALIAS` (the registry's references) from the store."""
+        name, _, selector = ref.partition("@")
+        model = self.session.scalar(
+            select(RegisteredModelRecord).where(RegisteredModelRecord.name == name)
+        )
+        if model is None:
+            raise NotFound(f"no registered model {name!r}")
+        query = select(ModelVersionRecord).where(ModelVersionRecord.model_id == model.id)
+        if not selector:
+            record = self.session.scalar(query.order_by(ModelVersionRecord.version.desc()))
+        elif selector.isdigit():
+            record = self.session.scalar(query.where(ModelVersionRecord.version == int(selector)))
+        else:
+            alias = self.session.get(ModelAliasRecord, (model.id, selector))
+            record = (
+                None if alias is None else self.session.get(ModelVersionRecord, alias.version_id)
+            )
+        if record is None:
+            raise NotFound(f"model {name} has no version {selector or '(none yet)'}")
+        return record
+
     def _dataset_by_artifact_prefix(self, text: str) -> DatasetVersionRecord | None:
         return self.session.scalar(
             select(DatasetVersionRecord)
@@ -293,13 +371,14 @@ class _Walker:
 
 
 def lineage(ref: str, *, project: Project | None = None, depth: int = MAX_DEPTH) -> Lineage:
-    """The lineage of a dataset version (`name@N`), a run (id or prefix) or an artifact digest."""
+    """The lineage of a dataset version (`name@N`), a model version (`model:NAME@N` or
+    `model:NAME@ALIAS`), a run (id or prefix) or an artifact digest."""
     project = project or current()
     if depth < 1:
         raise InvalidInput(f"depth must be at least 1; got {depth}")
     with project.metadata.read() as session:
         walker = _Walker(session, depth)
-        if "@" in ref:
+        if "@" in ref and not ref.startswith(MODEL_PREFIX):
             from shipyard.data.versions import get as get_version
 
             ref = get_version(ref, project=project).ref
