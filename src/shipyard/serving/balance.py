@@ -3,10 +3,11 @@
 Workers take connections from the kernel (SO_REUSEPORT spreads new ones by address hash), but
 a keep-alive client then stays on its worker: a few busy clients can load one worker while
 another idles. So the workers share a small board in shared memory: each one's number of
-requests in flight, written only by its owner. When a worker answers while it holds clearly
-more requests than the least busy worker (two more, this one included), it adds `Connection: close` to that response. The
-client reconnects (on loopback a handshake costs tens of microseconds) and the kernel places
-the new connection afresh, so load drifts toward the idle worker until the counts even out.
+requests in flight, written only by its owner. When a worker answers while it holds at least
+two requests more than the least busy worker (this one included), it adds `Connection: close`
+to that response. The client reconnects (on loopback a handshake costs tens of microseconds)
+and the kernel places the new connection afresh, so load drifts toward the idle worker until
+the counts even out.
 Only the response that triggers it is affected, and at most one connection per worker is
 closed in each `cooldown_s`, so a balanced server never churns.
 """
