@@ -666,3 +666,49 @@ def test_modules_in_reads_a_pickle_without_running_it() -> None:
     data = pickle.dumps([OrderedDict(a=Fraction(1, 3)), np.arange(3)], protocol=5)
     assert {"collections", "fractions", "numpy"} <= modules_in(data)
     assert modules_in(pickle.dumps(OrderedDict(), protocol=2)) == {"collections"}
+
+
+def test_sklearn_models_reading_by_position_answer_the_same_from_an_array() -> None:
+    """The sklearn flavor hands positional models a float array instead of the DataFrame (a
+    pandas frame costs scikit-learn ~1 ms of validation per call): the answers must not move."""
+    import warnings
+
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from shipyard.registry.flavors.sklearn import SklearnFlavor, _positional
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "a": rng.normal(size=300),
+            "b": pd.array(rng.integers(0, 50, 300), dtype="Int64"),
+            "c": rng.random(300) > 0.5,
+        }
+    )
+    target = (frame["a"] + frame["b"].astype(float) / 25 > 1).astype(int)
+    with_missing = frame.copy()
+    with_missing.loc[::7, "b"] = pd.NA
+    scaled = ColumnTransformer([("scale", StandardScaler(), ["a"])], remainder="passthrough")
+    cases = [
+        (LogisticRegression(max_iter=500), frame, True),
+        (RandomForestClassifier(n_estimators=20, random_state=0), frame, True),
+        (make_pipeline(StandardScaler(), KNeighborsClassifier()), frame, True),
+        (HistGradientBoostingClassifier(max_iter=20), with_missing, True),
+        (make_pipeline(scaled, LogisticRegression()), frame, False),  # reads "a" by name
+    ]
+    flavor = SklearnFlavor()
+    for model, data, positional in cases:
+        model.fit(data, target)
+        meta = {"feature_names": list(data.columns)}
+        assert _positional(model) is positional, model
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "X does not have valid feature names"
+            got = flavor.predict(model, data, meta)
+            proba = flavor.predict_proba(model, data, meta)
+        assert np.array_equal(got, model.predict(data)), model
+        assert proba is not None and np.array_equal(proba, model.predict_proba(data)), model

@@ -213,6 +213,20 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
         "[rows]",
     ),
     (
+        "v2 datatype not a string",
+        "/v2/models/churn/infer",
+        v2({**AGE, "datatype": []}, INCOME, PLAN),
+        422,
+        "datatype []",
+    ),
+    (
+        "v2 parameters not an object",
+        "/v2/models/churn/infer",
+        {**v2(AGE, INCOME, PLAN), "parameters": [1]},
+        422,
+        "'parameters' must be an object",
+    ),
+    (
         "v2 null in a column that is not nullable",
         "/v2/models/churn/infer",
         v2({**AGE, "data": [None]}, INCOME, PLAN),

@@ -13,6 +13,7 @@ import pandas as pd
 import tritonclient.http as triton
 from serving_helpers import FEATURES, PLANS, Server, start_server
 
+from shipyard.predictions.query import find
 from shipyard.project import Project
 from shipyard.registry.versions import get
 
@@ -107,6 +108,11 @@ def test_shutdown_finishes_the_request_in_flight(served_project: Project) -> Non
     request.join(timeout=30)
     assert answer and answer[0].status_code == 200
     assert answer[0].json()["predictions"] is not None
+    # ... and the prediction log was flushed on the way out: the request is on disk.
+    request_id = answer[0].headers["x-request-id"]
+    (logged,) = find(request_id, project=served_project)
+    assert (logged["model"], logged["version"], logged["protocol"]) == ("churn", 1, "predict")
+    assert logged["outputs"] == answer[0].text
 
 
 def test_serve_refuses_unknown_models_before_listening(served_project: Project) -> None:

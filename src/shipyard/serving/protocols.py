@@ -381,7 +381,7 @@ def _tensor(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, A
             expected="list of non-negative integers",
             received=shape,
         )
-    if datatype not in V2_DATATYPES:
+    if not isinstance(datatype, str) or datatype not in V2_DATATYPES:
         raise RequestError(
             f"{where}: datatype {datatype!r} is not an Open Inference Protocol datatype",
             field=f"{where}.datatype",
@@ -544,7 +544,15 @@ def _v2_model_input(tensors: dict[str, Any], predictor: Predictor) -> tuple[Any,
 
 def _requested_outputs(payload: Mapping[str, Any]) -> tuple[list[str] | None, set[str]]:
     outputs = payload.get("outputs")
-    default_binary = bool((payload.get("parameters") or {}).get("binary_data_output", False))
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise RequestError(
+            "'parameters' must be an object",
+            field="parameters",
+            expected="object",
+            received=_type_name(parameters),
+        )
+    default_binary = bool((parameters or {}).get("binary_data_output", False))
     if outputs is None:
         return None, {PREDICT_OUTPUT} if default_binary else set()
     if not isinstance(outputs, list) or not all(
@@ -560,7 +568,7 @@ def _requested_outputs(payload: Mapping[str, Any]) -> tuple[list[str] | None, se
     binary = {
         item["name"]
         for item in outputs
-        if (item.get("parameters") or {}).get("binary_data", default_binary)
+        if _mapping(item.get("parameters")).get("binary_data", default_binary)
     }
     return names, binary
 
@@ -765,6 +773,10 @@ def add_probabilities(prediction: Prediction, predictor: Predictor, data: Any) -
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def _type_name(value: Any) -> str:
