@@ -2,9 +2,10 @@
 
 Contenders that are not shipyard dependencies live in the benchmarks' own virtualenvs, made here
 from pinned requirements when missing or stale: DVC in benchmarks/.venv (requirements.txt),
-MLflow in benchmarks/.venv-mlflow (requirements-mlflow.txt; a venv of its own so that neither
-contender's pins move the other's). If one cannot be made, the benchmarks say so and go on
-without that contender.
+MLflow in benchmarks/.venv-mlflow (requirements-mlflow.txt) and BentoML in benchmarks/.venv-bentoml
+(requirements-bentoml.txt; each a venv of its own so that no contender's pins move another's). The
+serving benchmark's load generator, `hey`, is Debian's package, installed with apt-get when missing.
+If one cannot be made, the benchmarks say so and go on without that contender.
 
 `python benchmarks/run.py --only tracking` runs one benchmark and replaces only its section of
 RESULTS.md; every section says when and on what machine it was measured.
@@ -30,9 +31,13 @@ BENCH_VENV = HERE / ".venv"
 REQUIREMENTS = HERE / "requirements.txt"
 MLFLOW_VENV = HERE / ".venv-mlflow"
 MLFLOW_REQUIREMENTS = HERE / "requirements-mlflow.txt"
+BENTOML_VENV = HERE / ".venv-bentoml"
+BENTOML_REQUIREMENTS = HERE / "requirements-bentoml.txt"
 RESULTS = HERE / "RESULTS.md"
 INSTALL_TIMEOUT_S = 240
 MLFLOW_INSTALL_TIMEOUT_S = 480  # MLflow pulls in pandas, scipy, scikit-learn, matplotlib, ...
+BENTOML_INSTALL_TIMEOUT_S = 480
+APT_TIMEOUT_S = 300
 
 # The benchmarks, in the order of RESULTS.md, with the heading that starts each one's section.
 BENCHMARKS = {
@@ -40,6 +45,7 @@ BENCHMARKS = {
     "tracking": "## Run tracking",
     "pipeline-cache": "## Pipeline cache",
     "registry": "## Model registry",
+    "serving": "## Serving",
 }
 
 
@@ -52,6 +58,10 @@ class Tools:
     dvc_note: str  # its version, or why it could not be installed
     mlflow_python: Path | None = None  # benchmarks/.venv-mlflow's interpreter, or None
     mlflow_note: str = "not set up"  # MLflow's version, or why it could not be installed
+    bentoml_python: Path | None = None  # benchmarks/.venv-bentoml's interpreter, or None
+    bentoml_note: str = "not set up"  # BentoML's version, or why it could not be installed
+    hey: str | None = None  # the `hey` load generator (Debian's package), or None
+    hey_note: str = "not set up"  # its package version, or why it could not be installed
 
 
 def _venv_bin(venv: Path, name: str) -> Path:
@@ -151,6 +161,64 @@ def ensure_mlflow() -> tuple[Path | None, str]:
     return None, problem
 
 
+def ensure_bentoml() -> tuple[Path | None, str]:
+    """benchmarks/.venv-bentoml's interpreter and BentoML's version, or None and why not."""
+    python = _venv_bin(BENTOML_VENV, "python")
+    problem = _ensure_venv(BENTOML_VENV, BENTOML_REQUIREMENTS, python, BENTOML_INSTALL_TIMEOUT_S)
+    if problem is None:
+        done = subprocess.run(
+            [str(python), "-c", "import bentoml; print(bentoml.__version__)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode == 0:
+            return python, f"bentoml {done.stdout.strip()}"
+        problem = f"import bentoml exited {done.returncode}: {_tail(done.stderr)}"
+    print(f"BentoML could not be installed here: {problem}")
+    return None, problem
+
+
+def _hey_version() -> str:
+    """The installed `hey` package's version (dpkg), or "" when dpkg does not know it."""
+    done = _command(["dpkg-query", "-W", "-f", "${Version}", "hey"])
+    return f"hey {done.strip()} (Debian package)" if done.strip() else "hey"
+
+
+def ensure_hey() -> tuple[str | None, str]:
+    """The `hey` load generator, installed from Debian's package when missing; or None and why.
+
+    (`wrk`'s percentiles are corrected for coordinated omission, so they would not compare with
+    the figures in the issue, which are hey's.)
+    """
+    found = shutil.which("hey")
+    if found:
+        return found, _hey_version()
+    if shutil.which("apt-get") is None:
+        problem = "`hey` is not installed and there is no apt-get here to install it"
+        print(problem)
+        return None, problem
+    print("installing hey (Debian package) with apt-get ...")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "hey"]):
+        try:
+            done = subprocess.run(
+                step, capture_output=True, text=True, timeout=APT_TIMEOUT_S, check=False, env=env
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = f"{' '.join(step)}: {exc}"
+            print(f"hey could not be installed here: {problem}")
+            return None, problem
+        if done.returncode != 0:
+            problem = f"{' '.join(step)} exited {done.returncode}: {_tail(done.stderr)}"
+            print(f"hey could not be installed here: {problem}")
+            return None, problem
+    found = shutil.which("hey")
+    if found is None:
+        return None, "apt-get installed hey, but no `hey` is on the PATH"
+    return found, _hey_version()
+
+
 def _command(args: list[str]) -> str:
     try:
         return subprocess.run(args, capture_output=True, text=True, check=False).stdout
@@ -241,6 +309,42 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="MLflow's one-by-one log_metric calls in the tracking benchmark (default 1,000)",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="serving: a smaller matrix (concurrency 8 and 32, one row per request, 2 s "
+        "windows), enough for every verdict",
+    )
+    parser.add_argument(
+        "--serving-seconds",
+        type=float,
+        default=None,
+        help="serving: length of each timed load window (default 3 s, 2 s with --quick)",
+    )
+    parser.add_argument(
+        "--serving-concurrency",
+        default=None,
+        help="serving: comma-separated client concurrencies (default 1,8,32)",
+    )
+    parser.add_argument(
+        "--serving-rows", default=None, help="serving: rows per request (default 1,100)"
+    )
+    parser.add_argument(
+        "--serving-workers", default=None, help="serving: server worker counts (default 1,2)"
+    )
+    parser.add_argument(
+        "--serving-contenders",
+        default=None,
+        help="serving: comma-separated contenders (default "
+        "shipyard,shipyard-batch,floor,bentoml,bentoml-batch,mlflow; shipyard-nolog and "
+        "floor-frame, diagnostics, only when named)",
+    )
+    parser.add_argument(
+        "--serving-rounds",
+        type=int,
+        default=None,
+        help="serving: rounds over the matrix, contenders in alternating order (default 1)",
+    )
     args = parser.parse_args(argv)
     selected = args.only or list(BENCHMARKS)
 
@@ -248,13 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     import bench_data_add  # the benchmarks sit beside this file
     import bench_pipeline_cache
     import bench_registry
+    import bench_serving
     import bench_tracking
 
     started = time.perf_counter()
     dvc, dvc_note = ensure_dvc() if "data-add" in selected else (None, "not run")
-    needs_mlflow = "tracking" in selected or "registry" in selected
+    needs_mlflow = {"tracking", "registry", "serving"} & set(selected)
     mlflow, mlflow_note = ensure_mlflow() if needs_mlflow else (None, "not run")
-    tools = Tools(sys.executable, dvc, dvc_note, mlflow, mlflow_note)
+    bentoml, bentoml_note = ensure_bentoml() if "serving" in selected else (None, "not run")
+    hey, hey_note = ensure_hey() if "serving" in selected else (None, "not run")
+    tools = Tools(
+        sys.executable, dvc, dvc_note, mlflow, mlflow_note, bentoml, bentoml_note, hey, hey_note
+    )
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     fresh: dict[str, str] = {}
     if "data-add" in selected:
@@ -266,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         fresh["pipeline-cache"] = bench_pipeline_cache.run(tools)
     if "registry" in selected:
         fresh["registry"] = bench_registry.run(tools)
+    if "serving" in selected:
+        options = bench_serving.Options.from_args(args)
+        fresh["serving"] = bench_serving.run(tools, options)
     write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0
