@@ -114,10 +114,18 @@ def _as_array(model: Any, inputs: Any) -> Any:
         return inputs
     import numpy as np
 
-    kinds = {dtype.kind for dtype in inputs.dtypes}
-    if not kinds <= {"i", "u", "f", "b"}:  # text, categories, dates: leave them to the model
+    if not _numeric_kinds(inputs) <= {"i", "u", "f", "b"}:  # text, categories, dates: keep
         return inputs
     return inputs.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _numeric_kinds(frame: Any) -> set[str]:
+    """The dtype kinds of a frame's columns (nullable ones count by their numpy kind)."""
+    try:  # the frame's own arrays: ~1 us, where `frame.dtypes` builds a Series in ~30 us
+        arrays = frame._mgr.arrays
+    except AttributeError:  # another pandas layout: the public, slower way
+        arrays = [frame[name] for name in frame.columns]
+    return {array.dtype.kind for array in arrays}
 
 
 def _reads_by_position(model: Any) -> bool:
