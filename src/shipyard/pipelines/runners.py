@@ -169,7 +169,7 @@ class DaskRunner:
             )
             address = self._cluster.scheduler_address
         else:
-            _check_reachable(address)
+            check_scheduler_reachable(address)
         self.address = address
         self.name = f"dask ({address})"
         try:
@@ -204,7 +204,7 @@ class DaskRunner:
 _by_value: set[str] = set()
 
 
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+def check_scheduler_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail at once when nothing listens at `address`: the Dask client would retry for 30 s."""
     host, _, port = address.removeprefix("tcp://").rpartition(":")
     try:

@@ -24,7 +24,6 @@ import contextlib
 import importlib
 import os
 import shutil
-import socket
 import tempfile
 import time
 from collections import deque
@@ -522,7 +521,9 @@ class _Executor:
             address = cluster.scheduler_address
         else:
             assert address is not None
-            _check_reachable(address)
+            from shipyard.pipelines.runners import check_scheduler_reachable
+
+            check_scheduler_reachable(address)
         try:
             client = distributed.Client(address, timeout=30)
         except OSError as exc:
@@ -545,19 +546,6 @@ def _distributed() -> Any:
     except ImportError:
         raise ConfigError(
             "the Dask runner needs dask.distributed: pip install 'shipyard[dask]'"
-        ) from None
-
-
-def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Fail at once when nothing listens at `address`: the Dask client would retry for 30 s."""
-    host, _, port = address.removeprefix("tcp://").rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as exc:
-        raise ConfigError(
-            f"cannot reach the Dask scheduler at {address}: {exc}; check the address and that "
-            "the scheduler is running"
         ) from None
 
 
