@@ -241,10 +241,17 @@ def serving() -> None:
         ):
             show("POST", path, *http(f"{url}{path}", body))
     finally:
-        server.send_signal(
-            signal.SIGTERM
-        )  # graceful: in-flight requests finish, the log is flushed
+        # Graceful: in-flight requests finish and the prediction log is flushed.
+        server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+    shipyard(
+        "predictions", "query",
+        "select request_id, model, version, protocol, round(latency_ms, 2) as ms "
+        "from predictions order by time",
+    )  # fmt: skip
+    shipyard("replay", "demo-1")
+    shipyard("score", "churn@champion", "churn-holdout@1", "--out", "churn-holdout-scored.parquet")
+    shipyard("lineage", "churn-holdout-scored@1", "--depth", "1")
 
 
 def holdout_rows(columns: list[str]) -> pd.DataFrame:
