@@ -103,7 +103,22 @@ class ServedModel:
             else None
         )
         self.batchable = predictor.signature is None or predictor.signature.kind == "table"
+        self._metrics = metrics
+        self._answered: dict[str, tuple[Any, Any]] = {}
         self._explainer: Any = None
+
+    def answered(self, protocol: str, latency_s: float) -> None:
+        """Count a 200 and its latency; the labelled series are looked up once per protocol,
+        not on every request (a `labels()` call costs microseconds)."""
+        series = self._answered.get(protocol)
+        if series is None:
+            labels = (*self.labels, DEFAULT_ARM, protocol)
+            series = self._answered[protocol] = (
+                self._metrics.requests.labels(*labels, "200"),
+                self._metrics.latency.labels(*labels),
+            )
+        series[0].inc()
+        series[1].observe(latency_s)
 
     def explainer(self) -> Any:
         """SHAP's explainer for this version, built on first use and kept (tens of ms)."""
@@ -305,10 +320,10 @@ class ServingApp:
         from shipyard.serving.explain import ExplanationUnavailable
 
         if isinstance(exc, RequestError):
-            self._count_error(exc, "request")
+            self._count_error("request")
             return json_response(exc.status, exc.to_json())
         if isinstance(exc, SignatureError):
-            self._count_error(exc, "signature")
+            self._count_error("signature")
             return json_response(422, {"error": exc.message, "problems": exc.problems})
         if isinstance(exc, NotFound):
             return json_response(404, {"error": exc.message})
@@ -318,7 +333,7 @@ class ServingApp:
             log.error("%s", exc.message)
             return json_response(500, {"error": exc.message})
         if isinstance(exc, InvalidInput):
-            self._count_error(exc, "input")
+            self._count_error("input")
             return json_response(422, {"error": exc.message})
         if isinstance(exc, ShipyardError):
             return json_response(500, {"error": exc.message})
@@ -327,9 +342,8 @@ class ServingApp:
             500, {"error": f"internal error ({type(exc).__name__}); see the server log"}
         )
 
-    def _count_error(self, exc: Exception, kind: str) -> None:
-        model = getattr(exc, "model", "")
-        self.metrics.errors.labels(model, kind).inc()
+    def _count_error(self, kind: str) -> None:
+        self.metrics.errors.labels(kind).inc()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -434,8 +448,7 @@ class ServingApp:
     async def _answer(self, request: Request, served: ServedModel, protocol: str) -> Response:
         predictor = served.predictor
         decoded = protocols.decode(protocol, request.body, predictor, request.headers)
-        wants_proba = bool(decoded.outputs and "predict_proba" in decoded.outputs)
-        prediction = await self._prediction(served, decoded, wants_proba)
+        prediction = await self._prediction(served, decoded)
         body, _ = protocols.encode(protocol, decoded, prediction, predictor, request.request_id)
         logged = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         response = Response(200, logged)
@@ -444,9 +457,7 @@ class ServingApp:
         self._record(request, served, protocol, logged, prediction)
         return response
 
-    async def _prediction(
-        self, served: ServedModel, decoded: protocols.Decoded, wants_proba: bool
-    ) -> Prediction:
+    async def _prediction(self, served: ServedModel, decoded: protocols.Decoded) -> Prediction:
         cache = served.cache
         key = b""
         if cache is not None:
@@ -455,13 +466,13 @@ class ServingApp:
             self.metrics.cache.labels(*served.labels, "hit" if hit else "miss").inc()
             if hit is not None:
                 return hit
-        if served.batchable and not wants_proba:
+        if served.batchable and not decoded.wants_probabilities:
             prediction = await served.batcher.predict(decoded.data, decoded.rows)
         else:
-            prediction = served.predictor.predict(decoded.data)
+            prediction = served.predictor.predict(
+                decoded.data, probabilities=decoded.wants_probabilities
+            )
             served.batcher.observe(decoded.rows)
-            if wants_proba:
-                protocols.add_probabilities(prediction, served.predictor, decoded.data)
         if cache is not None:
             cache.put(key, prediction)
         return prediction
@@ -475,8 +486,7 @@ class ServingApp:
         prediction: Prediction,
     ) -> None:
         latency = time.perf_counter() - request.started
-        self.metrics.requests.labels(*served.labels, DEFAULT_ARM, protocol, "200").inc()
-        self.metrics.latency.labels(*served.labels, DEFAULT_ARM, protocol).observe(latency)
+        served.answered(protocol, latency)
         fired = prediction.filters_fired
         for rule in fired:
             self.metrics.filtered.labels(served.name, rule).inc(
@@ -562,7 +572,9 @@ def _model_metadata(served: ServedModel) -> dict[str, Any]:
 def _v2_type(spec: Any) -> str:
     kind = spec.type.value
     if spec.dtype and spec.dtype != "category":
-        return protocols._datatype(__import__("numpy").dtype(spec.dtype))
+        import numpy as np
+
+        return protocols.v2_datatype(np.dtype(spec.dtype))
     return {"integer": "INT64", "float": "FP64", "boolean": "BOOL"}.get(kind, "BYTES")
 
 

@@ -30,8 +30,8 @@ class ServingMetrics:
         )
         self.errors = Counter(
             "shipyard_request_errors",
-            "Refused or failed requests, by class",
-            ["model", "error"],
+            "Refused requests, by class (request, signature, input); before a model is known",
+            ["error"],
             registry=self.registry,
         )
         self.batch_rows = Histogram(

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from shipyard.registry.versions import ModelVersion
 
 PREDICTION = "prediction"
+PROBABILITIES = "predict_proba"  # the output asked for by name (v2), beside the prediction
+_NOT_YET = object()
 
 
 class HookFailed(ShipyardError):
@@ -39,24 +41,30 @@ class Batch:
     inputs: pd.DataFrame | Any
     outputs: dict[str, np.ndarray[Any, Any]]
     model: LoadedModel
-    _probabilities: Any = None
+    _probabilities: Any = _NOT_YET
 
     @property
     def classes(self) -> list[Any] | None:
         classes = self.model.meta.get("classes")
         return list(classes) if classes is not None else None
 
-    def probabilities(self) -> np.ndarray[Any, Any]:
-        """The class probabilities of these rows (computed once, on first use)."""
-        if self._probabilities is None:
-            proba = self.model.flavor.predict_proba(self.model.model, self.inputs, self.model.meta)
-            if proba is None:
-                raise HookFailed(
-                    f"model {self.model.version.ref} has no class probabilities; a hook that "
-                    "needs them only works with a classifier that has predict_proba"
-                )
-            self._probabilities = proba
+    def probabilities_if_any(self) -> np.ndarray[Any, Any] | None:
+        """The class probabilities of these rows, computed once on first use; None when the
+        model has none."""
+        if self._probabilities is _NOT_YET:
+            model = self.model
+            self._probabilities = model.flavor.predict_proba(model.model, self.inputs, model.meta)
         return self._probabilities  # type: ignore[no-any-return]
+
+    def probabilities(self) -> np.ndarray[Any, Any]:
+        """The class probabilities of these rows, for hooks that need them."""
+        proba = self.probabilities_if_any()
+        if proba is None:
+            raise HookFailed(
+                f"model {self.model.version.ref} has no class probabilities; a hook that "
+                "needs them only works with a classifier that has predict_proba"
+            )
+        return proba
 
 
 @dataclass
@@ -77,7 +85,7 @@ class Prediction:
 
     def column(self, name: str = PREDICTION) -> list[Any]:
         """One output as JSON-able values; a withheld row's value is None."""
-        values = _plain(self.outputs[name])
+        values = json_values(self.outputs[name])
         return [None if rule else value for value, rule in zip(values, self.withheld, strict=True)]
 
     def records(self) -> list[dict[str, Any]]:
@@ -174,13 +182,15 @@ class Predictor:
             self.loaded.out_of_range[column] = self.loaded.out_of_range.get(column, 0) + count
         return checked.model_input, checked.out_of_range
 
-    def predict(self, data: Any) -> Prediction:
+    def predict(self, data: Any, *, probabilities: bool = False) -> Prediction:
+        """The path above; with `probabilities`, the class probabilities as `predict_proba` too
+        (from the same checked input; left out when the model has none)."""
         model_input, out_of_range = self.check(data)
-        prediction = self.predict_checked(model_input)
+        prediction = self.predict_checked(model_input, probabilities=probabilities)
         prediction.out_of_range = out_of_range
         return prediction
 
-    def predict_checked(self, model_input: Any) -> Prediction:
+    def predict_checked(self, model_input: Any, *, probabilities: bool = False) -> Prediction:
         """The model, post-processors and filters on input that already passed `check`."""
         loaded = self.loaded
         raw = loaded.flavor.predict(loaded.model, model_input, loaded.meta)
@@ -194,6 +204,10 @@ class Predictor:
             for i in _withheld_rows(mask, rows, hook.name):
                 if withheld[i] is None:  # the first rule that fires is the one reported
                     withheld[i] = hook.name
+        if probabilities:
+            proba = batch.probabilities_if_any()
+            if proba is not None:
+                batch.outputs[PROBABILITIES] = proba
         return Prediction(batch.outputs, withheld)
 
     def warm_up(self) -> None:
@@ -262,7 +276,7 @@ def _withheld_rows(mask: Any, rows: int, rule: str) -> list[int]:
     return [int(i) for i in np.flatnonzero(array)]
 
 
-def _plain(values: Any) -> list[Any]:
+def json_values(values: Any) -> list[Any]:
     """Numpy values as JSON-able Python ones; NaN and infinities become None."""
     import numpy as np
 

@@ -90,6 +90,10 @@ class Decoded:
     binary_outputs: set[str] = field(default_factory=set)
     parameters: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def wants_probabilities(self) -> bool:
+        return self.outputs is not None and "predict_proba" in self.outputs
+
 
 # -- JSON ----------------------------------------------------------------------------------
 
@@ -656,11 +660,11 @@ def _encode_v2(
 def _output_tensor(name: str, values: Any, withheld: list[str | None]) -> dict[str, Any]:
     import numpy as np
 
-    from shipyard.serving.predictor import _plain
+    from shipyard.serving.predictor import json_values
 
     array = np.asarray(values)
-    datatype = _datatype(array)
-    data = _plain(array.reshape(-1)) if array.ndim > 1 else _plain(array)
+    datatype = v2_datatype(array)
+    data = json_values(array.reshape(-1)) if array.ndim > 1 else json_values(array)
     if any(withheld) and array.ndim == 1:
         data = [None if rule else value for value, rule in zip(data, withheld, strict=True)]
     if datatype == "BYTES":
@@ -668,8 +672,10 @@ def _output_tensor(name: str, values: Any, withheld: list[str | None]) -> dict[s
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
 
 
-def _datatype(array: Any) -> str:
-    kind, size = array.dtype.kind, array.dtype.itemsize
+def v2_datatype(array: Any) -> str:
+    """The Open Inference Protocol datatype of a numpy array or dtype."""
+    dtype = getattr(array, "dtype", array)
+    kind, size = dtype.kind, dtype.itemsize
     if kind == "b":
         return "BOOL"
     if kind == "i":
@@ -756,20 +762,9 @@ def answer(
 ) -> dict[str, Any]:
     """Decode, predict and encode one request: the server's path without micro-batching."""
     decoded = decode(protocol, body, predictor, headers)
-    prediction = predictor.predict(decoded.data)
-    if decoded.outputs and "predict_proba" in decoded.outputs:
-        add_probabilities(prediction, predictor, decoded.data)
+    prediction = predictor.predict(decoded.data, probabilities=decoded.wants_probabilities)
     response, _ = encode(protocol, decoded, prediction, predictor, request_id)
     return response
-
-
-def add_probabilities(prediction: Prediction, predictor: Predictor, data: Any) -> None:
-    model_input, _ = predictor.check(data)
-    proba = predictor.loaded.flavor.predict_proba(
-        predictor.loaded.model, model_input, predictor.loaded.meta
-    )
-    if proba is not None:
-        prediction.outputs["predict_proba"] = proba
 
 
 # -- helpers ---------------------------------------------------------------------------------
