@@ -29,7 +29,7 @@ from shipyard.predictions.parquet import (
     group_by_partition,
     writer_name,
 )
-from shipyard.predictions.sink import LogStats, PredictionLogError
+from shipyard.predictions.sink import LogStats, PredictionLogError, check_int, check_number
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -99,8 +99,8 @@ class KafkaLog:
     ) -> None:
         from confluent_kafka import Producer
 
-        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
-            raise InvalidInput(f"max_pending must be an integer >= 1; got {max_pending!r}")
+        check_int("max_pending", max_pending, 1)
+        check_number("block_seconds", block_seconds, minimum=0.0)
         self.bootstrap = bootstrap
         self.topic = topic
         self.max_pending = max_pending

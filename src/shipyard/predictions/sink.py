@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from shipyard.errors import ShipyardError
+from shipyard.errors import InvalidInput, ShipyardError
 
 
 class PredictionLogError(ShipyardError):
@@ -32,3 +32,17 @@ class LogStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """A writer option that must be an integer of at least `minimum`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidInput(f"{name} must be an integer >= {minimum}; got {value!r}")
+
+
+def check_number(name: str, value: Any, *, minimum: float, inclusive: bool = True) -> None:
+    """A writer option that must be a number above (or at) `minimum`."""
+    sign = ">=" if inclusive else ">"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or value < minimum or (not inclusive and value == minimum):
+        raise InvalidInput(f"{name} must be a number {sign} {minimum:g}; got {value!r}")

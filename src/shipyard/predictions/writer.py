@@ -28,14 +28,13 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shipyard.errors import InvalidInput
 from shipyard.predictions.parquet import (
     PartitionedFolder,
     encode,
     group_by_partition,
     writer_name,
 )
-from shipyard.predictions.sink import LogStats, PredictionLogError
+from shipyard.predictions.sink import LogStats, PredictionLogError, check_int, check_number
 
 if TYPE_CHECKING:
     from shipyard.serving.record import PredictionRecord
@@ -63,15 +62,12 @@ class ParquetLog:
         storage_options: dict[str, Any] | None = None,
         fsync: bool = False,
     ) -> None:
-        _check_int("flush_rows", flush_rows, 1)
-        _check_positive("flush_seconds", flush_seconds)
+        check_int("flush_rows", flush_rows, 1)
+        check_number("flush_seconds", flush_seconds, minimum=0.0, inclusive=False)
         if max_pending is None:
             max_pending = MAX_PENDING_FLUSHES * flush_rows
-        _check_int("max_pending", max_pending, flush_rows)
-        if isinstance(block_seconds, bool) or not isinstance(block_seconds, int | float):
-            raise InvalidInput(f"block_seconds must be a number >= 0; got {block_seconds!r}")
-        if block_seconds < 0:
-            raise InvalidInput(f"block_seconds must be a number >= 0; got {block_seconds!r}")
+        check_int("max_pending", max_pending, flush_rows)
+        check_number("block_seconds", block_seconds, minimum=0.0)
         self.folder = PartitionedFolder(folder, storage_options, fsync=fsync)
         self.flush_rows = flush_rows
         self.flush_seconds = float(flush_seconds)
@@ -338,13 +334,3 @@ class ParquetLog:
             wait = min(retry, max(self._deadline - time.monotonic(), 0.0))
             self._work.wait(wait)
         return True
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidInput(f"{name} must be an integer >= {minimum}; got {value!r}")
-
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise InvalidInput(f"{name} must be a number > 0; got {value!r}")
