@@ -444,3 +444,12 @@ def test_a_whole_float_beyond_64_bits_is_refused_not_wrapped(signature: Signatur
     # 1e20 is a whole number, but no int64 holds it: casting would give a garbage integer.
     assert "beyond 64 bits" in _error(signature, [_row(visits=1e20, income=1.5)])
     assert "beyond 64 bits" in _error(signature, [_row(visits=-1e19), _row(visits=2.0)])
+
+
+def test_extra_columns_are_dropped_or_refused_as_the_caller_asks(signature: Signature) -> None:
+    checked = signature.enforcer()([_row(note="vip")])
+    assert checked.ignored_columns == ("note",)
+    with pytest.raises(SignatureError) as caught:
+        signature.enforcer()([_row(note="vip", visits="x")], refuse_extra=True)
+    assert "unexpected input 'note'" in str(caught.value)  # reported with the other problems
+    assert "visits" in str(caught.value)

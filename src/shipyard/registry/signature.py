@@ -484,7 +484,12 @@ class Enforcer:
         self._converters = [_converter(spec) for spec in signature.inputs]
         self._wanted = frozenset(self.names)
 
-    def __call__(self, data: Any, *, range_policy: str = "flag") -> CheckedInput:
+    def __call__(
+        self, data: Any, *, range_policy: str = "flag", refuse_extra: bool = False
+    ) -> CheckedInput:
+        """`refuse_extra`: a column the signature does not name is an error rather than
+        dropped (the model server's choice: a client sending a field the model never reads
+        has almost always misspelled one it does)."""
         if range_policy not in RANGE_POLICIES:
             raise InvalidInput(
                 f"range policy {range_policy!r} is unknown; expected one of "
@@ -497,6 +502,11 @@ class Enforcer:
         arrays: list[Any] = []
         out_of_range: dict[str, int] = {}
         problems = []
+        if refuse_extra:
+            expected = ", ".join(self.names)
+            problems += [
+                f"unexpected input {name!r}: the model takes only {expected}" for name in ignored
+            ]
         for name, convert in zip(self.names, self._converters, strict=True):
             try:
                 array, outside = convert(columns[name], refuse)

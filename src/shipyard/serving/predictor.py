@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import InvalidInput, ShipyardError
-from shipyard.registry.signature import SignatureError
 from shipyard.serving.options import ModelOptions
 
 if TYPE_CHECKING:
@@ -169,15 +168,7 @@ class Predictor:
             import pandas as pd
 
             return (data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)), {}
-        checked = self.enforcer(data, range_policy=self.options.range_policy)
-        if checked.ignored_columns:
-            expected = ", ".join(self.enforcer.names)
-            raise SignatureError(
-                [
-                    f"unexpected input {name!r}: the model takes only {expected}"
-                    for name in checked.ignored_columns
-                ]
-            )
+        checked = self.enforcer(data, range_policy=self.options.range_policy, refuse_extra=True)
         for column, count in checked.out_of_range.items():
             self.loaded.out_of_range[column] = self.loaded.out_of_range.get(column, 0) + count
         return checked.model_input, checked.out_of_range
