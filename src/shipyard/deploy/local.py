@@ -129,8 +129,7 @@ def serve(
     folder = str(Path(home).resolve()) if home is not None else None
     check_refs(refs, folder)
     config = ServeConfig(refs=list(refs), home=folder, max_body_bytes=max_body_bytes, log=log)
-    os.environ[CONFIG_ENV] = config.to_env()
-    if workers == 1:
+    if workers == 1:  # each worker puts the configuration where create_app() finds it
         _run_worker(config.to_env(), host, port, graceful_timeout_s, reuse_port=False)
     else:
         _supervise(config.to_env(), host, port, workers, graceful_timeout_s)
