@@ -203,11 +203,17 @@ class MetadataStore:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision; safe when several processes start at once."""
-        if self.current_revision() == self.head_revision():
-            return
+        try:
+            if self.current_revision() == self.head_revision():
+                return
+        except DatabaseLocked:
+            pass  # another process is migrating this very database: wait for it below
         from alembic import command
 
         with self._translate_errors(), self._migration_lock():
+            # Whoever held the lock before us may have done the work already.
+            if self.current_revision() == self.head_revision():
+                return
             config = self._alembic_config()
             with self._write_engine.begin() as connection:
                 config.attributes["connection"] = connection
