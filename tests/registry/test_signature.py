@@ -453,3 +453,60 @@ def test_extra_columns_are_dropped_or_refused_as_the_caller_asks(signature: Sign
         signature.enforcer()([_row(note="vip", visits="x")], refuse_extra=True)
     assert "unexpected input 'note'" in str(caught.value)  # reported with the other problems
     assert "visits" in str(caught.value)
+
+
+# -- the all-float fast path -------------------------------------------------------------------
+
+
+def _float_signature() -> Signature:
+    training = pd.DataFrame(
+        {"x": np.linspace(0.0, 1.0, 20), "y": np.linspace(-5.0, 5.0, 20), "t": [0, 1] * 10}
+    )
+    return infer_signature(training, target="t")
+
+
+FLOAT_PAYLOADS = [
+    [{"x": 0.5, "y": 1.0}],  # the served case
+    [{"x": 0.5, "y": 1}, {"x": 0, "y": -2.5}],  # integers widen
+    [{"x": 2.0, "y": 9.0}, {"x": -1.0, "y": 0.0}, {"x": 0.1, "y": 0.2}],  # out of range
+    {"x": [0.1, 0.2], "y": [0.3, 0.4]},  # a dict of columns
+    [{"x": True, "y": 1.0}],  # a boolean is not a number
+    [{"x": "0.5", "y": 1.0}],  # text is not a number
+    [{"x": None, "y": 1.0}],  # missing in a column that had none
+    [{"x": float("nan"), "y": 1.0}],
+    [{"x": 10**400, "y": 1.0}],  # beyond float range
+    [{"x": np.float64(0.5), "y": 1.0}],  # a numpy scalar: the general path
+]
+
+
+@pytest.mark.parametrize("policy", ["flag", "refuse"])
+@pytest.mark.parametrize("payload", FLOAT_PAYLOADS, ids=range(len(FLOAT_PAYLOADS)))
+def test_the_all_float_fast_path_agrees_with_the_column_checks(
+    payload: object, policy: str
+) -> None:
+    """An all-float signature checks plain JSON numbers in one numpy pass; anything else, and
+    every error, goes through the per-column checks: both must give the same answer."""
+    signature = _float_signature()
+    fast = signature.enforcer()
+    slow = signature.enforcer()
+    assert fast._floats is not None
+    slow._floats = None
+
+    def outcome(enforcer: object) -> object:
+        try:
+            checked = enforcer(payload, range_policy=policy)  # type: ignore[operator]
+        except SignatureError as error:
+            return ("error", str(error))
+        frame = checked.frame
+        return (frame.columns.tolist(), frame.dtypes.astype(str).tolist(),
+                frame.to_numpy().tolist(), checked.out_of_range, checked.rows)  # fmt: skip
+
+    assert outcome(fast) == outcome(slow)
+
+
+def test_the_fast_path_counts_out_of_range_values_per_column() -> None:
+    checked = _float_signature().enforcer()(
+        [{"x": 2.0, "y": 9.0}, {"x": -1.0, "y": 0.0}, {"x": 0.1, "y": 0.2}]
+    )
+    assert checked.out_of_range == {"x": 2, "y": 1}
+    assert checked.frame["x"].tolist() == [2.0, -1.0, 0.1]

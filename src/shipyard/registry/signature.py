@@ -483,6 +483,7 @@ class Enforcer:
         self._columns = pd.Index(self.names, dtype=object)
         self._converters = [_converter(spec) for spec in signature.inputs]
         self._wanted = frozenset(self.names)
+        self._floats = _FloatColumns.of(signature)
 
     def __call__(
         self, data: Any, *, range_policy: str = "flag", refuse_extra: bool = False
@@ -507,6 +508,13 @@ class Enforcer:
             problems += [
                 f"unexpected input {name!r}: the model takes only {expected}" for name in ignored
             ]
+        plain = None if problems or self._floats is None else self._floats(columns, refuse)
+        if plain is not None:
+            matrix, out_of_range = plain
+            # One float block, as the model's array fast path wants it (~2x quicker than
+            # assembling the frame column by column).
+            frame = pd.DataFrame(matrix.T, columns=self._columns, copy=False)
+            return CheckedInput(frame, out_of_range, rows, {}, ())
         for name, convert in zip(self.names, self._converters, strict=True):
             try:
                 array, outside = convert(columns[name], refuse)
@@ -566,6 +574,64 @@ class Enforcer:
                 f"arrays with these names (received a {type(data).__name__})"
             ]
         )
+
+
+_PLAIN_NUMBERS = frozenset({int, float})  # JSON numbers as parsed; bool (an int) is not one
+
+
+@dataclass(frozen=True)
+class _FloatColumns:
+    """The served common case, all-float inputs sent as lists of plain numbers, checked in one
+    numpy pass over a (columns x rows) matrix instead of one converter per column (a third of
+    a one-row request's cost with eight columns).
+
+    It only ever accepts: anything unusual (another type, a missing value, a value beyond
+    float range, or one the range policy refuses) returns None, and the per-column
+    converters judge the payload and word the error, so both paths agree on every input.
+    """
+
+    names: tuple[str, ...]
+    low: Array  # (columns, 1): the training minimum, -inf when unknown
+    high: Array
+
+    @classmethod
+    def of(cls, signature: Signature) -> _FloatColumns | None:
+        specs = signature.inputs
+        if signature.kind == TENSOR or not specs:
+            return None
+        if any(spec.type is not LogicalType.FLOAT or spec.dtype is not None for spec in specs):
+            return None
+        low = [-math.inf if spec.minimum is None else spec.minimum for spec in specs]
+        high = [math.inf if spec.maximum is None else spec.maximum for spec in specs]
+        return cls(
+            tuple(spec.name for spec in specs),
+            np.array(low, dtype=np.float64).reshape(-1, 1),
+            np.array(high, dtype=np.float64).reshape(-1, 1),
+        )
+
+    def __call__(
+        self, columns: dict[str, Any], refuse: bool
+    ) -> tuple[Array, dict[str, int]] | None:
+        """The (columns x rows) float matrix and the out-of-range counts, or None."""
+        lists = [columns[name] for name in self.names]
+        for values in lists:
+            if not isinstance(values, list | tuple) or not _PLAIN_NUMBERS.issuperset(
+                map(type, values)
+            ):
+                return None
+        try:
+            matrix = np.array(lists, dtype=np.float64)
+        except (OverflowError, ValueError):
+            return None
+        if matrix.ndim != 2 or np.isnan(matrix).any():
+            return None
+        outside = (matrix < self.low) | (matrix > self.high)
+        if not outside.any():
+            return matrix, {}
+        if refuse:
+            return None
+        counts = outside.sum(axis=1).tolist()
+        return matrix, {name: n for name, n in zip(self.names, counts, strict=True) if n}
 
 
 def _missing_columns(missing: list[str], expected: list[str], received: tuple[str, ...]) -> str:
