@@ -45,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # The newest Alembic revision; a test checks it against the migrations folder.
-SCHEMA_REVISION = "0003_registry"
+SCHEMA_REVISION = "0004_release"
 
 
 def utcnow() -> datetime:
@@ -304,3 +304,110 @@ class GateResultRecord(Base):
     details: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
+
+
+class RolloutRecord(Base):
+    """One progressive release of a candidate version against the champion, and its live split.
+
+    `active_model` holds the model's name while the rollout is live and NULL once it ended: a
+    unique column that allows many NULLs, so two live rollouts on one model cannot exist on
+    any backend, whichever process tries.
+    """
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # also the routing salt
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id"), index=True)
+    active_model: Mapped[str | None] = mapped_column(String(128), nullable=True, unique=True)
+    strategy: Mapped[str] = mapped_column(String(16))
+    champion: Mapped[int] = mapped_column(Integer)
+    candidates: Mapped[list[int]] = mapped_column(JSONDocument)
+    spec: Mapped[dict[str, Any]]
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    hash_version: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    step_started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    weights: Mapped[dict[str, Any]]  # arm ("v3") -> percent of traffic, the live split
+    switched: Mapped[bool] = mapped_column(default=False)  # blue/green: green answers
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # failed analyses so far
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str] = mapped_column(Text, default="")
+
+
+class RolloutDecisionRecord(Base):
+    """An append-only record of one decision about a rollout: never updated, never expired."""
+
+    __tablename__ = "rollout_decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128))  # "controller" or the user
+    action: Mapped[str] = mapped_column(String(24))
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    step_before: Mapped[int] = mapped_column(Integer)
+    step_after: Mapped[int] = mapped_column(Integer)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    before: Mapped[dict[str, Any]]  # the split (and champion) before
+    after: Mapped[dict[str, Any]]
+    evidence: Mapped[dict[str, Any]]  # samples, metric values, thresholds, test statistics
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class FlagRecord(Base):
+    """A feature flag: its rules (JSON, as `release.flags.Flag.to_dict` writes them)."""
+
+    __tablename__ = "flags"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    definition: Mapped[dict[str, Any]]
+    enabled: Mapped[bool] = mapped_column(default=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128))
+
+
+class FlagEventRecord(Base):
+    """Every change of a flag (set, kill, revive, delete): who, when, and the definition."""
+
+    __tablename__ = "flag_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    definition: Mapped[dict[str, Any] | None] = mapped_column(JSONDocument, nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user: Mapped[str] = mapped_column(String(128))
+
+
+class ReleaseRevisionRecord(Base):
+    """One row whose number grows with every change to a split or a flag: serving workers
+    poll it (one indexed read) and reload the release state only when it moved."""
+
+    __tablename__ = "release_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackRecord(Base):
+    """A delayed outcome for a logged prediction: its label and/or reward, by request id."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_model_at", "model", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    model: Mapped[str] = mapped_column(String(128))
+    label: Mapped[Any] = mapped_column(JSONDocument, nullable=True)
+    reward: Mapped[float | None] = mapped_column(Float, nullable=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(128))
