@@ -14,6 +14,8 @@ Endpoints (every model served is reachable under its name):
     GET  /v2/models/{name}/importance                 global feature importance
     POST /invocations | /models/{name}/invocations    MLflow scoring payloads
     POST /predict | /predict/{name}                   plain JSON records
+    POST /preview/...                                 any prediction route, answered by a
+                                                      blue/green rollout's green version
     GET  /metrics                                     Prometheus text format
     GET  /openapi.json                                the OpenAPI document of all of the above
 """
@@ -40,6 +42,7 @@ from shipyard.serving.metrics import ServingMetrics
 from shipyard.serving.predictor import HookFailed
 from shipyard.serving.protocols import RequestError
 from shipyard.serving.record import DEFAULT_ARM, DiscardSink, PredictionRecord, PredictionSink
+from shipyard.serving.routing import PREVIEW_PREFIX, Route, Router, wants_preview
 
 if TYPE_CHECKING:
     from shipyard.serving.predictor import Prediction, Predictor
@@ -67,6 +70,7 @@ class Request:
     body: bytes
     request_id: str
     started: float
+    preview: bool = False
 
 
 @dataclass
@@ -75,6 +79,11 @@ class Response:
     body: bytes
     content_type: bytes = b"application/json"
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    after: Callable[[], None] | None = None  # run once the response is sent (a shadow copy)
+
+
+Extension = Callable[[Request], Response]
+MAX_SHADOWS_IN_FLIGHT = 256  # mirrored requests waiting for the candidate; beyond: dropped
 
 
 def json_response(status: int, data: Any) -> Response:
@@ -104,16 +113,16 @@ class ServedModel:
         )
         self.batchable = predictor.signature is None or predictor.signature.kind == "table"
         self._metrics = metrics
-        self._answered: dict[str, tuple[Any, Any]] = {}
+        self._answered: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._explainer: Any = None
 
-    def answered(self, protocol: str, latency_s: float) -> None:
-        """Count a 200 and its latency; the labelled series are looked up once per protocol,
-        not on every request (a `labels()` call costs microseconds)."""
-        series = self._answered.get(protocol)
+    def answered(self, protocol: str, latency_s: float, arm: str = DEFAULT_ARM) -> None:
+        """Count a 200 and its latency; the labelled series are looked up once per protocol
+        and arm, not on every request (a `labels()` call costs microseconds)."""
+        series = self._answered.get((protocol, arm))
         if series is None:
-            labels = (*self.labels, DEFAULT_ARM, protocol)
-            series = self._answered[protocol] = (
+            labels = (*self.labels, arm, protocol)
+            series = self._answered[(protocol, arm)] = (
                 self._metrics.requests.labels(*labels, "200"),
                 self._metrics.latency.labels(*labels),
             )
@@ -141,9 +150,15 @@ class ServingApp:
         sink_factory: Callable[[], PredictionSink] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         board: LoadBoard | None = None,
+        router: Router | None = None,
+        extensions: Mapping[tuple[str, str], Extension] | None = None,
     ) -> None:
         self.loader = loader
         self.board = board
+        self.router = router
+        self.shadows_in_flight = 0
+        self.shadows_dropped = 0
+        self._background: set[asyncio.Task[None]] = set()
         self.sink: PredictionSink = sink or DiscardSink()
         self.sink_factory = sink_factory
         self.max_body_bytes = max_body_bytes
@@ -161,6 +176,9 @@ class ServingApp:
             ("POST", "/invocations"): self._invocations,
             ("POST", "/predict"): self._predict,
         }
+        # Endpoints of the layers above (feedback): blocking work, run in a thread.
+        for key, handler in (extensions or {}).items():
+            self._exact[key] = self._extension(handler)
 
     @classmethod
     def of(cls, predictors: list[Predictor], **options: Any) -> ServingApp:
@@ -179,9 +197,16 @@ class ServingApp:
         if self.sink_factory is not None:
             self.sink = self.sink_factory()
         self.models = models
+        if self.router is not None:
+            self.router.start(self.prepare)  # loads what the live rollouts need, then returns
         self.ready = True
         if self.board is not None:
             self.board.mark_ready()
+
+    def prepare(self, predictor: Predictor) -> ServedModel:
+        """Warm a version loaded for a release and wrap it like the default ones (blocking)."""
+        predictor.warm_up()
+        return ServedModel(predictor, self.metrics)
 
     async def _startup(self) -> None:
         async def load_in_thread() -> None:
@@ -196,6 +221,10 @@ class ServingApp:
     async def _shutdown(self) -> None:
         if self._loading is not None and not self._loading.done():
             await self._loading
+        if self._background:  # shadow copies still running: their records belong in the log
+            await asyncio.wait(self._background, timeout=5.0)
+        if self.router is not None:
+            self.router.close()
         await asyncio.to_thread(self.sink.close)
 
     # -- ASGI ------------------------------------------------------------------------------
@@ -231,9 +260,14 @@ class ServingApp:
         close = False
         if board is not None:
             board.enter()
+        path = scope["path"]
+        preview = False
+        if path.startswith(PREVIEW_PREFIX + "/"):  # blue/green: the green version answers
+            path, preview = path[len(PREVIEW_PREFIX) :], True
         try:
             body = await self._body(headers, receive)
-            request = Request(scope["method"], scope["path"], headers, body, request_id, started)
+            request = Request(scope["method"], path, headers, body, request_id, started)
+            request.preview = preview or wants_preview(headers)
             response = await self._route(request)
         except Exception as exc:
             response = self._error(exc, scope.get("path", ""))
@@ -258,6 +292,8 @@ class ServingApp:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
+        if response.after is not None:
+            response.after()
 
     async def _body(self, headers: Mapping[str, str], receive: Receive) -> bytes:
         declared = headers.get("content-length")
@@ -412,6 +448,9 @@ class ServingApp:
                 )
             served = found
         if version is not None and version != str(served.version):
+            routed = self._routed_version(served.name, version)
+            if routed is not None:
+                return routed
             raise RequestError(
                 f"model {served.name!r} version {version!r} is not served here; this server "
                 f"serves version {served.version}",
@@ -422,6 +461,12 @@ class ServingApp:
             )
         return served
 
+    def _routed_version(self, name: str, version: str) -> ServedModel | None:
+        """Another version of the model that a live release has loaded (a candidate)."""
+        if self.router is None or not version.isdigit():
+            return None
+        return self.router.version(name, int(version))
+
     async def _v2_model(self, request: Request, match: re.Match[str]) -> Response:
         action = match.group("action")
         served = self._model(match.group("name"), match.group("version"))
@@ -430,7 +475,9 @@ class ServingApp:
         if action == "ready" and request.method == "GET":
             return json_response(200, {"name": served.name, "ready": True})
         if action == "infer" and request.method == "POST":
-            return await self._answer(request, served, "v2")
+            # A request that names its version gets that version, whatever the release says.
+            routed = match.group("version") is None
+            return await self._answer(request, served, "v2", routed=routed)
         if action == "explain" and request.method == "POST":
             return await self._explain(request, served)
         if action == "importance" and request.method == "GET":
@@ -445,19 +492,99 @@ class ServingApp:
     async def _invocations(self, request: Request, name: str | None = None) -> Response:
         return await self._answer(request, self._model(name), "mlflow")
 
-    async def _answer(self, request: Request, served: ServedModel, protocol: str) -> Response:
+    async def _answer(
+        self, request: Request, served: ServedModel, protocol: str, *, routed: bool = True
+    ) -> Response:
+        decoded = protocols.decode(protocol, request.body, served.predictor, request.headers)
+        route = self._route_of(served, request, decoded) if routed else None
+        arm = DEFAULT_ARM
+        hooks_off: frozenset[str] = frozenset()
+        if route is not None:
+            served, arm, hooks_off = route.served, route.arm, route.hooks_off
+        try:
+            prediction = await self._prediction(served, decoded, hooks_off)
+        except Exception as exc:
+            self._record_failure(request, served, protocol, arm, exc)
+            raise
         predictor = served.predictor
-        decoded = protocols.decode(protocol, request.body, predictor, request.headers)
-        prediction = await self._prediction(served, decoded)
         body, _ = protocols.encode(protocol, decoded, prediction, predictor, request.request_id)
         logged = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
         response = Response(200, logged)
         if protocol == "v2" and decoded.binary_outputs:
             response = _binary_v2(body, decoded, prediction)
-        self._record(request, served, protocol, logged, prediction)
+        self._record(request, served, protocol, logged, prediction, arm, route)
+        if route is not None and route.shadow is not None:
+            response.after = self._mirror(request, route, protocol, decoded)
         return response
 
-    async def _prediction(self, served: ServedModel, decoded: protocols.Decoded) -> Prediction:
+    def _route_of(
+        self, served: ServedModel, request: Request, decoded: protocols.Decoded
+    ) -> Route | None:
+        if self.router is None:
+            if request.preview:
+                raise RequestError(
+                    "no blue/green rollout is live: there is no preview version to answer",
+                    field="path",
+                    expected="a prediction route without /preview",
+                    status=404,
+                )
+            return None
+        route = self.router.route(served, request.headers, decoded.data, request.preview)
+        if route is None and request.preview:
+            raise RequestError(
+                f"model {served.name!r} has no blue/green rollout live: no preview version",
+                field="path",
+                expected="a prediction route without /preview",
+                status=404,
+            )
+        return route
+
+    def _mirror(
+        self, request: Request, route: Route, protocol: str, decoded: protocols.Decoded
+    ) -> Callable[[], None] | None:
+        """The shadow copy, started once the user has the answer. Its cost and its failures
+        stay off the user's path: it runs as its own task, is dropped (and counted) when too
+        many are waiting, and an error is only logged with the shadow arm."""
+        if self.shadows_in_flight >= MAX_SHADOWS_IN_FLIGHT:
+            self.shadows_dropped += 1
+            self.metrics.shadow_dropped.inc()
+            return None
+        shadow = route.shadow
+        assert shadow is not None
+
+        async def run() -> None:
+            started = time.perf_counter()
+            try:
+                prediction = await self._prediction(shadow, decoded, frozenset())
+                body, _ = protocols.encode(
+                    protocol, decoded, prediction, shadow.predictor, request.request_id
+                )
+                outputs = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+                status = 200
+            except Exception as exc:  # the user never sees it; the analysis does
+                prediction = None
+                outputs = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
+                status = 500
+            finally:
+                self.shadows_in_flight -= 1
+            latency = time.perf_counter() - started
+            self._append(request, shadow, protocol, outputs, route.shadow_arm, latency, status,
+                         prediction.filters_fired if prediction is not None else [])  # fmt: skip
+
+        def start() -> None:
+            self.shadows_in_flight += 1
+            task = asyncio.get_running_loop().create_task(run())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+        return start
+
+    async def _prediction(
+        self,
+        served: ServedModel,
+        decoded: protocols.Decoded,
+        hooks_off: frozenset[str] = frozenset(),
+    ) -> Prediction:
         cache = served.cache
         key = b""
         if cache is not None:
@@ -466,11 +593,11 @@ class ServingApp:
             self.metrics.cache.labels(*served.labels, "hit" if hit else "miss").inc()
             if hit is not None:
                 return hit
-        if served.batchable and not decoded.wants_probabilities:
+        if served.batchable and not decoded.wants_probabilities and not hooks_off:
             prediction = await served.batcher.predict(decoded.data, decoded.rows)
-        else:
+        else:  # alone: a flag switched a post-processor off for this request only
             prediction = served.predictor.predict(
-                decoded.data, probabilities=decoded.wants_probabilities
+                decoded.data, probabilities=decoded.wants_probabilities, hooks_off=hooks_off
             )
             served.batcher.observe(decoded.rows)
         if cache is not None:
@@ -484,14 +611,44 @@ class ServingApp:
         protocol: str,
         outputs: bytes,
         prediction: Prediction,
+        arm: str = DEFAULT_ARM,
+        route: Route | None = None,
     ) -> None:
         latency = time.perf_counter() - request.started
-        served.answered(protocol, latency)
+        served.answered(protocol, latency, arm)
         fired = prediction.filters_fired
         for rule in fired:
             self.metrics.filtered.labels(served.name, rule).inc(
                 sum(1 for item in prediction.withheld if item == rule)
             )
+        if route is not None and route.fired:
+            fired = [*fired, *(f"flag:{rule}" for rule in route.fired)]
+        self._append(request, served, protocol, outputs, arm, latency, 200, fired)
+
+    def _record_failure(
+        self, request: Request, served: ServedModel, protocol: str, arm: str, exc: Exception
+    ) -> None:
+        """A server-side failure is logged too (status 500): a rollout's error rate reads it.
+        Bad input (4xx) is the client's, not the version's, and is not."""
+        from shipyard.registry.signature import SignatureError
+
+        if isinstance(exc, RequestError | SignatureError | InvalidInput | NotFound):
+            return
+        latency = time.perf_counter() - request.started
+        error = orjson.dumps({"error": f"{type(exc).__name__}: {exc}"})
+        self._append(request, served, protocol, error, arm, latency, 500, [])
+
+    def _append(
+        self,
+        request: Request,
+        served: ServedModel,
+        protocol: str,
+        outputs: bytes,
+        arm: str,
+        latency: float,
+        status: int,
+        fired: list[str],
+    ) -> None:
         self.sink.append(
             PredictionRecord(
                 request_id=request.request_id,
@@ -502,10 +659,18 @@ class ServingApp:
                 inputs=protocols.logged_request(request.body, request.headers),
                 outputs=outputs.decode(),
                 latency_ms=latency * 1000.0,
+                arm=arm,
                 filters=fired,
                 hooks=served.predictor.options.hooks,
+                status=status,
             )
         )
+
+    def _extension(self, handler: Extension) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            return await asyncio.to_thread(handler, request)
+
+        return endpoint
 
     # -- explanations ----------------------------------------------------------------------
 

@@ -53,6 +53,11 @@ class ServingMetrics:
             ["model", "rule"],
             registry=self.registry,
         )
+        self.shadow_dropped = Counter(
+            "shipyard_shadow_dropped",
+            "Mirrored (shadow) requests dropped because too many were waiting",
+            registry=self.registry,
+        )
         self.log_queue = Gauge(
             "shipyard_prediction_log_queue",
             "Prediction log records not yet written",

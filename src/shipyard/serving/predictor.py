@@ -173,21 +173,33 @@ class Predictor:
             self.loaded.out_of_range[column] = self.loaded.out_of_range.get(column, 0) + count
         return checked.model_input, checked.out_of_range
 
-    def predict(self, data: Any, *, probabilities: bool = False) -> Prediction:
+    def predict(
+        self, data: Any, *, probabilities: bool = False, hooks_off: frozenset[str] = frozenset()
+    ) -> Prediction:
         """The path above; with `probabilities`, the class probabilities as `predict_proba` too
-        (from the same checked input; left out when the model has none)."""
+        (from the same checked input; left out when the model has none). `hooks_off`: the
+        post-processors a feature flag switched off for this request."""
         model_input, out_of_range = self.check(data)
-        prediction = self.predict_checked(model_input, probabilities=probabilities)
+        prediction = self.predict_checked(
+            model_input, probabilities=probabilities, hooks_off=hooks_off
+        )
         prediction.out_of_range = out_of_range
         return prediction
 
-    def predict_checked(self, model_input: Any, *, probabilities: bool = False) -> Prediction:
+    def predict_checked(
+        self,
+        model_input: Any,
+        *,
+        probabilities: bool = False,
+        hooks_off: frozenset[str] = frozenset(),
+    ) -> Prediction:
         """The model, post-processors and filters on input that already passed `check`."""
         loaded = self.loaded
         raw = loaded.flavor.predict(loaded.model, model_input, loaded.meta)
         batch = Batch(model_input, {PREDICTION: raw}, loaded)
         for hook in self.options.postprocess:
-            _call_hook(hook, "postprocess", batch)
+            if hook.name not in hooks_off:
+                _call_hook(hook, "postprocess", batch)
         rows = len(raw)
         withheld: list[str | None] = [None] * rows
         for hook in self.options.filters:
