@@ -78,7 +78,7 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(folder: Path, *args: str) -> Server:
+def start_server(folder: Path, *args: str, env: dict[str, str] | None = None) -> Server:
     """`shipyard serve ARGS` in `folder` on a free port, once /v2/health/ready answers 200."""
     port = _free_port()
     log = folder / f"serve-{port}.log"
@@ -89,6 +89,7 @@ def start_server(folder: Path, *args: str) -> Server:
         stdout=handle,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + READY_TIMEOUT_S

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from shipyard.errors import InvalidInput
 from shipyard.serving.app import DEFAULT_MAX_BODY_BYTES, ServingApp
 
@@ -75,6 +77,11 @@ def build_app(config: ServeConfig) -> ServingApp:
 
         return open_log(project.settings)
 
+    def load_version(name: str, version: int, default: Predictor) -> Predictor:
+        """Another version of a served model, for a release: the same serving options."""
+        return Predictor.load(f"{name}@{version}", project=project, options=default.options)
+
+    from shipyard.release.router import ReleaseRouter
     from shipyard.serving.balance import BOARD_ENV, LoadBoard
 
     return ServingApp(
@@ -82,7 +89,32 @@ def build_app(config: ServeConfig) -> ServingApp:
         sink_factory=open_sink if config.log else None,
         max_body_bytes=config.max_body_bytes,
         board=LoadBoard.from_env(os.environ.get(BOARD_ENV)),
+        router=ReleaseRouter(project, load_version=load_version),
+        extensions=release_endpoints(project),
     )
+
+
+def release_endpoints(project: Any) -> dict[tuple[str, str], Any]:
+    """`POST /feedback`: delayed labels and rewards, joined to the log by request id."""
+    from shipyard.serving.app import Request, Response, json_response
+
+    def feedback(request: Request) -> Response:
+        from shipyard.predictions.feedback import add
+        from shipyard.serving.protocols import RequestError
+
+        try:
+            payload = orjson.loads(request.body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(
+                f"the body is not JSON: {exc}",
+                field="body",
+                expected='{"request_id": ..., "label": ...} or a list of them',
+            ) from None
+        items = payload if isinstance(payload, list) else [payload]
+        count = add(items, project=project, source=request.headers.get("user-agent", "http"))
+        return json_response(200, {"accepted": count})
+
+    return {("POST", "/feedback"): feedback}
 
 
 def create_app() -> ServingApp:

@@ -116,44 +116,57 @@ def set_alias(
         raise InvalidInput("a forced alias move needs a reason (--reason '...'): it is recorded")
 
     def move(session: Session) -> None:
-        model = _model(session, name)
-        row = _version_row(session, model.id, version)
-        if not force and guarded(session, project, model.id, alias):
-            refusal = gate_refusal(session, row.id, alias)
-            if refusal is not None:
-                raise GatesNotPassed(
-                    f"{name}@{version} may not become {alias!r}: {refusal}; run "
-                    f"`shipyard gate {name}@{version} --policy {alias}`, or move it anyway with "
-                    "--force --reason '...' (recorded)"
-                )
-        current_row = session.get(ModelAliasRecord, (model.id, alias))
-        previous = None
-        if current_row is not None:
-            previous_row = session.get(ModelVersionRecord, current_row.version_id)
-            previous = previous_row.version if previous_row is not None else None
-            current_row.version_id = row.id
-            current_row.set_at = utcnow()
-            current_row.set_by = project.user
-        else:
-            session.add(
-                ModelAliasRecord(
-                    model_id=model.id, alias=alias, version_id=row.id, set_by=project.user
-                )
-            )
-        session.add(
-            AliasEventRecord(
-                model_id=model.id,
-                alias=alias,
-                version=version,
-                previous=previous,
-                user=project.user,
-                reason=reason,
-                forced=force,
-            )
-        )
+        move_alias(session, project, name, alias, version, reason=reason, force=force)
 
     project.metadata.write_with_retry(move)
     return get(f"{name}@{version}", project=project)
+
+
+def move_alias(
+    session: Session,
+    project: Project,
+    name: str,
+    alias: str,
+    version: int,
+    *,
+    reason: str,
+    force: bool = False,
+) -> None:
+    """Move `alias` within the caller's transaction (a rollout's promotion moves the alias
+    and ends the rollout in one commit), recording the move."""
+    model = _model(session, name)
+    row = _version_row(session, model.id, version)
+    if not force and guarded(session, project, model.id, alias):
+        refusal = gate_refusal(session, row.id, alias)
+        if refusal is not None:
+            raise GatesNotPassed(
+                f"{name}@{version} may not become {alias!r}: {refusal}; run "
+                f"`shipyard gate {name}@{version} --policy {alias}`, or move it anyway with "
+                "--force --reason '...' (recorded)"
+            )
+    current_row = session.get(ModelAliasRecord, (model.id, alias))
+    previous = None
+    if current_row is not None:
+        previous_row = session.get(ModelVersionRecord, current_row.version_id)
+        previous = previous_row.version if previous_row is not None else None
+        current_row.version_id = row.id
+        current_row.set_at = utcnow()
+        current_row.set_by = project.user
+    else:
+        session.add(
+            ModelAliasRecord(model_id=model.id, alias=alias, version_id=row.id, set_by=project.user)
+        )
+    session.add(
+        AliasEventRecord(
+            model_id=model.id,
+            alias=alias,
+            version=version,
+            previous=previous,
+            user=project.user,
+            reason=reason,
+            forced=force,
+        )
+    )
 
 
 def unset_alias(name: str, alias: str, *, reason: str = "", project: Project | None = None) -> None:

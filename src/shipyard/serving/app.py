@@ -198,14 +198,22 @@ class ServingApp:
             self.sink = self.sink_factory()
         self.models = models
         if self.router is not None:
-            self.router.start(self.prepare)  # loads what the live rollouts need, then returns
+            self.router.start(
+                self.prepare, models
+            )  # loads what the live rollouts need, then returns
         self.ready = True
         if self.board is not None:
             self.board.mark_ready()
 
     def prepare(self, predictor: Predictor) -> ServedModel:
-        """Warm a version loaded for a release and wrap it like the default ones (blocking)."""
-        predictor.warm_up()
+        """Warm a version loaded for a release and wrap it like the default ones (blocking).
+
+        A candidate that fails its warm-up is still served to its share: failing on live
+        traffic is what the rollout's analysis measures and rolls back on."""
+        try:
+            predictor.warm_up()
+        except Exception as exc:
+            log.warning("%s failed its warm-up (%s: %s)", predictor.ref, type(exc).__name__, exc)
         return ServedModel(predictor, self.metrics)
 
     async def _startup(self) -> None:

@@ -31,10 +31,11 @@ class Route:
 
 
 class Router(Protocol):
-    def start(self, prepare: Any) -> None:
-        """Follow the release state from now on. `prepare(name, version)` loads and warms a
-        version of a served model and returns its `ServedModel` (blocking: call it from a
-        background thread, and expose a new state only once what it needs is prepared)."""
+    def start(self, prepare: Any, defaults: Mapping[str, ServedModel]) -> None:
+        """Follow the release state from now on. `defaults`: the served models by name;
+        `prepare(predictor)` warms another version of one and returns its `ServedModel`
+        (blocking: the router loads versions in its own thread and exposes a new state only
+        once everything it needs is prepared)."""
         ...
 
     def route(

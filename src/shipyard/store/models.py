@@ -332,6 +332,7 @@ class RolloutRecord(Base):
     weights: Mapped[dict[str, Any]]  # arm ("v3") -> percent of traffic, the live split
     switched: Mapped[bool] = mapped_column(default=False)  # blue/green: green answers
     failures: Mapped[int] = mapped_column(Integer, default=0)  # failed analyses so far
+    approved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -37,6 +37,7 @@ def upgrade() -> None:
         sa.Column("weights", JSONDocument, nullable=False),
         sa.Column("switched", sa.Boolean(), nullable=False),
         sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("approved_by", sa.String(128), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("created_by", sa.String(128), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
