@@ -21,6 +21,7 @@ from shipyard.cli.gates import approve, gate, gates_app
 from shipyard.cli.models import models_app
 from shipyard.cli.pipelines import lineage, reproduce, run
 from shipyard.cli.predictions import predictions_app, replay
+from shipyard.cli.release import feedback_app, flags_app, rollout_app
 from shipyard.cli.runs import runs_app
 from shipyard.cli.scoring import score, stream
 from shipyard.cli.serve import serve
@@ -47,6 +48,9 @@ app.command()(stream)
 app.add_typer(predictions_app, name="predictions")
 app.command()(replay)
 app.command()(serve)
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(flags_app, name="flags")
+app.add_typer(feedback_app, name="feedback")
 
 
 def _print_version(value: bool) -> None:

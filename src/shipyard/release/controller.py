@@ -72,8 +72,9 @@ class Controller:
         self._last: dict[str, datetime] = {}  # rollout id -> when it was last judged
 
     def analyse(self, rollout: Rollout, start: datetime, end: datetime) -> Any:
-        judge = self._analyse
-        if judge is None:
+        if self._analyse is not None:
+            judge = self._analyse
+        else:
             from shipyard.release.analysis import analyse as judge
         return judge(
             rollout.spec,
@@ -100,7 +101,7 @@ class Controller:
         return outcomes
 
     def judge(self, rollout: Rollout, now: datetime) -> Outcome:
-        window = (rollout.step_started_at, now)
+        window = (self._window_start(rollout), now)
         analysis = self.analyse(rollout, *window)
         evidence = analysis.to_dict()
         verdict = analysis.verdict
@@ -109,6 +110,18 @@ class Controller:
         if verdict == "inconclusive":
             return self._inconclusive(rollout, now, window, evidence, analysis.reason)
         return self._passed(rollout, now, window, evidence, analysis)
+
+    def _window_start(self, rollout: Rollout) -> datetime:
+        """The step's start; for a canary's 100% step, the previous step's start: the champion
+        answers nothing at 100%, and the bounds relative to it need its numbers."""
+        if rollout.strategy != "canary" or rollout.step == 0:
+            return rollout.step_started_at
+        if rollout.current_step.weight < 100.0:
+            return rollout.step_started_at
+        for decision in reversed(rollouts.history(rollout.id, project=self.project)):
+            if decision.step_after == rollout.step - 1 and decision.action in ("start", "advance"):
+                return decision.at
+        return rollout.step_started_at
 
     # -- the three verdicts -------------------------------------------------------------------
 
@@ -186,7 +199,9 @@ class Controller:
             waiting.append(f"{served} of {step.min_requests} candidate requests")
         last = rollout.step >= len(rollout.spec.steps) - 1
         approval = rollout.spec.approval and not rollout.approved_by
-        if waiting:
+        if rollout.strategy == "ab":  # guardrails pass; which arm wins is a person's call
+            action, reason = "hold", f"A/B guardrails pass: {analysis.reason}"
+        elif waiting:
             action, reason = "hold", "passing; step not done: " + ", ".join(waiting)
         elif not last:
             action, reason = "advance", f"step {rollout.step + 1} passed: {analysis.reason}"

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shipyard.release import rollouts
@@ -118,6 +119,7 @@ class ReleaseRouter:
         self._defaults: dict[str, ServedModel] = {}
         self._loaded: dict[tuple[str, int], ServedModel] = {}
         self._prepare: Callable[[Predictor], ServedModel] | None = None
+        self._metrics: Any = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         import random
@@ -126,9 +128,10 @@ class ReleaseRouter:
 
     # -- the Router protocol ------------------------------------------------------------------
 
-    def start(self, prepare: Any, defaults: Mapping[str, ServedModel]) -> None:
+    def start(self, prepare: Any, defaults: Mapping[str, ServedModel], metrics: Any = None) -> None:
         self._prepare = prepare
         self._defaults = dict(defaults)
+        self._metrics = metrics
         self.refresh()  # the first state before the worker reports ready
         self._thread = threading.Thread(target=self._follow, name="shipyard-router", daemon=True)
         self._thread.start()
@@ -199,9 +202,35 @@ class ReleaseRouter:
             table = self._table(name, live.get(name), flags.get(name))
             if table is not None:
                 tables[name] = table
+        ended = {
+            table.rollout.id: name
+            for name, table in self.tables.items()
+            if table.rollout is not None and name not in live
+        }
         self.tables = tables
         self.revision = current
+        if self._metrics is not None:
+            self._export(tables, ended)
         return True
+
+    def _export(self, tables: dict[str, ModelTable], ended: dict[str, str]) -> None:
+        """The live split per version, and how long each rollback took to reach this worker."""
+        weights = self._metrics.release_weight
+        weights.clear()
+        for name, table in tables.items():
+            if table.rollout is not None:
+                for label, weight in table.rollout.weights.items():
+                    weights.labels(name, label[1:]).set(weight)
+        for rollout_id, name in ended.items():
+            finished = rollouts.get(rollout_id, project=self.project)
+            if finished.status == "rolled_back" and finished.finished_at is not None:
+                took = (datetime.now(UTC) - finished.finished_at).total_seconds()
+                self._metrics.rollback_seconds.labels(name).set(took)
+                log.warning(
+                    "rollout %s rolled back; this worker follows %.2f s after the decision",
+                    finished.name,
+                    took,
+                )
 
     def _served(self, name: str, version: int) -> ServedModel:
         default = self._defaults[name]

@@ -27,7 +27,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +84,7 @@ class Response:
 
 Extension = Callable[[Request], Response]
 MAX_SHADOWS_IN_FLIGHT = 256  # mirrored requests waiting for the candidate; beyond: dropped
+SHADOW_BATCH_S = 0.02  # shadow copies wait this long to be predicted together
 
 
 def json_response(status: int, data: Any) -> Response:
@@ -159,6 +160,8 @@ class ServingApp:
         self.shadows_in_flight = 0
         self.shadows_dropped = 0
         self._background: set[asyncio.Task[None]] = set()
+        self._shadow_queue: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._shadow_timer: asyncio.TimerHandle | None = None
         self.sink: PredictionSink = sink or DiscardSink()
         self.sink_factory = sink_factory
         self.max_body_bytes = max_body_bytes
@@ -198,9 +201,8 @@ class ServingApp:
             self.sink = self.sink_factory()
         self.models = models
         if self.router is not None:
-            self.router.start(
-                self.prepare, models
-            )  # loads what the live rollouts need, then returns
+            # Loads what the live rollouts need, then returns: ready means routable.
+            self.router.start(self.prepare, models, self.metrics)
         self.ready = True
         if self.board is not None:
             self.board.mark_ready()
@@ -229,6 +231,8 @@ class ServingApp:
     async def _shutdown(self) -> None:
         if self._loading is not None and not self._loading.done():
             await self._loading
+        if self._shadow_queue:
+            self._release_shadows()
         if self._background:  # shadow copies still running: their records belong in the log
             await asyncio.wait(self._background, timeout=5.0)
         if self.router is not None:
@@ -581,11 +585,24 @@ class ServingApp:
 
         def start() -> None:
             self.shadows_in_flight += 1
-            task = asyncio.get_running_loop().create_task(run())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._shadow_queue.append(run)
+            if self._shadow_timer is None:
+                loop = asyncio.get_running_loop()
+                self._shadow_timer = loop.call_later(SHADOW_BATCH_S, self._release_shadows)
 
         return start
+
+    def _release_shadows(self) -> None:
+        """Start the queued shadow copies together: started in one loop turn, they reach the
+        candidate's micro-batcher together and cost one model call, not one each, so at
+        100% mirroring the candidate adds a fraction of a request's cost to the loop."""
+        self._shadow_timer = None
+        queued, self._shadow_queue = self._shadow_queue, []
+        loop = asyncio.get_running_loop()
+        for run in queued:
+            task = loop.create_task(run())
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def _prediction(
         self,

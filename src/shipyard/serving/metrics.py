@@ -58,6 +58,19 @@ class ServingMetrics:
             "Mirrored (shadow) requests dropped because too many were waiting",
             registry=self.registry,
         )
+        self.release_weight = Gauge(
+            "shipyard_release_weight_percent",
+            "Share of routing keys each version answers under the live split",
+            ["model", "version"],
+            registry=self.registry,
+        )
+        self.rollback_seconds = Gauge(
+            "shipyard_rollback_seconds",
+            "From the decision to roll back (a failed analysis) to this worker routing every "
+            "request to the champion",
+            ["model"],
+            registry=self.registry,
+        )
         self.log_queue = Gauge(
             "shipyard_prediction_log_queue",
             "Prediction log records not yet written",

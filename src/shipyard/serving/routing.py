@@ -31,11 +31,11 @@ class Route:
 
 
 class Router(Protocol):
-    def start(self, prepare: Any, defaults: Mapping[str, ServedModel]) -> None:
+    def start(self, prepare: Any, defaults: Mapping[str, ServedModel], metrics: Any) -> None:
         """Follow the release state from now on. `defaults`: the served models by name;
         `prepare(predictor)` warms another version of one and returns its `ServedModel`
         (blocking: the router loads versions in its own thread and exposes a new state only
-        once everything it needs is prepared)."""
+        once everything it needs is prepared). `metrics`: the app's `ServingMetrics`."""
         ...
 
     def route(
