@@ -89,6 +89,11 @@ class Settings(BaseSettings):
         description="The prediction log is written at least this often; with flush_rows it bounds "
         "what a killed worker can lose (see docs/predictions.md).",
     )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="Where alerts are POSTed as JSON (a rollout rolled back, ...); they are "
+        "always written to the log as well.",
+    )
     serving: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-model serving options, `[serving.NAME]` in shipyard.toml: micro-batching, "

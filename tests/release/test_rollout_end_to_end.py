@@ -91,6 +91,41 @@ def project(release_project: Project, server: Server) -> Project:
     return release_project
 
 
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps the JSON bodies it was sent."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received: list[dict[str, object]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["content-length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def alert_receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()
+
+
 def version_of(behaviour: str) -> int:
     return 2 + BEHAVIOURS.index(behaviour)
 
@@ -175,11 +210,22 @@ def test_a_good_candidate_is_promoted_through_every_step(server: Server, project
     ],
 )
 def test_a_bad_candidate_is_rolled_back_by_the_controller_alone(
-    server: Server, project: Project, behaviour: str, check: dict[str, object]
+    server: Server,
+    project: Project,
+    alert_receiver: Receiver,
+    behaviour: str,
+    check: dict[str, object],
 ) -> None:
     rollout = rollouts.start(canary(version_of(behaviour), check), project=project)
-    actions = drive(server, project, rounds=4)
+    project.settings.alert_webhook_url = alert_receiver.url
+    try:
+        actions = drive(server, project, rounds=4)
+    finally:
+        project.settings.alert_webhook_url = None
     assert actions[-1] == "rollback", actions
+    (alert,) = alert_receiver.received  # one alert for one incident, sent to the webhook
+    assert alert["alert"] == "rollout_rolled_back" and alert["rollout_id"] == rollout.id
+    assert check["metric"] in alert["reason"] and alert["evidence"]["verdict"] == "fail"
     ended = rollouts.get(rollout.id, project=project)
     assert ended.status == "rolled_back" and check["metric"] in ended.outcome
     assert get("churn@champion", project=project).version == 1

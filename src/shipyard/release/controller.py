@@ -162,7 +162,11 @@ class Controller:
                 return "rollback", why
             return "hold", f"analysis failed ({row.failures} of {limit} allowed): {reason}"
 
-        self._apply(rollout, change, now, "fail", window, evidence)
+        after = self._apply(rollout, change, now, "fail", window, evidence)
+        if action == "rollback" and after.status == "rolled_back":
+            from shipyard.release import alerts
+
+            alerts.rolled_back(self.project, after, after.outcome, evidence)
         return Outcome(rollout.name, action, "fail", reason)
 
     def _inconclusive(
