@@ -46,6 +46,7 @@ BENCHMARKS = {
     "pipeline-cache": "## Pipeline cache",
     "registry": "## Model registry",
     "serving": "## Serving",
+    "release": "## Release",
 }
 
 
@@ -352,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     import bench_data_add  # the benchmarks sit beside this file
     import bench_pipeline_cache
     import bench_registry
+    import bench_release
     import bench_serving
     import bench_tracking
 
@@ -360,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     needs_mlflow = {"tracking", "registry", "serving"} & set(selected)
     mlflow, mlflow_note = ensure_mlflow() if needs_mlflow else (None, "not run")
     bentoml, bentoml_note = ensure_bentoml() if "serving" in selected else (None, "not run")
-    hey, hey_note = ensure_hey() if "serving" in selected else (None, "not run")
+    needs_hey = {"serving", "release"} & set(selected)
+    hey, hey_note = ensure_hey() if needs_hey else (None, "not run")
     tools = Tools(
         sys.executable, dvc, dvc_note, mlflow, mlflow_note, bentoml, bentoml_note, hey, hey_note
     )
@@ -378,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     if "serving" in selected:
         options = bench_serving.Options.from_args(args)
         fresh["serving"] = bench_serving.run(tools, options)
+    if "release" in selected:
+        fresh["release"] = bench_release.run(tools)
     write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0
