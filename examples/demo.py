@@ -12,11 +12,14 @@ folder (a git repository, so runs record their commit):
   run from its commit, parameters and seed, output by output;
 - registry and gates: every run registered its model; a promotion policy for `champion` is
   added to the settings; an alias move refused before the gates ran, the gates run and
-  exported, champion set, the next version judged against it, diff, history, ONNX compilation;
+  exported, champion set, the next version judged against it, diff, ONNX compilation;
 - serving: `shipyard serve churn@champion` answers the same rows over the Open Inference
   Protocol, MLflow's /invocations and /predict, refuses a bad request with a 422 naming the
   field, explains a prediction; on shutdown its prediction log is flushed, queried with SQL, and
-  one prediction replayed; then the champion scores a whole dataset version in batch.
+  one prediction replayed; then the champion scores a whole dataset version in batch;
+- release: a version that passed its gates goes out by canary (20% -> 50% -> 100%) to
+  simulated customers while the server runs; the controller (`shipyard rollout run --once`)
+  judges each step on the live prediction log and promotes it; its decisions are listed.
 """
 
 from __future__ import annotations
@@ -167,14 +170,15 @@ def registry_and_gates() -> None:
     shipyard("models", "alias", "set", "churn", "champion", "1", expect_failure=True)  # no gates
     shipyard("gate", "churn@1", "--export", "churn-1-gates.md")
     shipyard("models", "alias", "set", "churn", "champion", "1", "--reason", "first model")
-    if shipyard("gate", "churn@2", expect_failure=None) == 0:  # blessing: must beat champion
-        shipyard("models", "alias", "set", "churn", "champion", "2", "--reason", "beats v1")
-    else:
+    # Passing the gates earns v2 a canary release (in serving()), not the alias straight away.
+    passed = shipyard("gate", "churn@2", expect_failure=None) == 0  # blessing: beat champion
+    if not passed:
         shipyard("models", "alias", "set", "churn", "challenger", "2", "--reason", "lost v1")
     shipyard("models", "diff", "churn@1", "churn@2")
-    shipyard("models", "history", "churn")
     shipyard("models", "compile", "churn@1", "--data", "churn-holdout@1")
-    serving()
+    if passed:  # compiled too, or the canary compares a compiled champion with a slow forest
+        shipyard("models", "compile", "churn@2", "--data", "churn-holdout@1")
+    serving(candidate=2 if passed else None)
 
 
 def free_port() -> int:
@@ -216,8 +220,9 @@ def wait_until_ready(url: str, server: subprocess.Popen[bytes]) -> None:
     sys.exit("demo step failed: shipyard serve was not ready in 120 s")
 
 
-def serving() -> None:
-    """The champion behind a real server: three protocols, a refusal, an explanation."""
+def serving(candidate: int | None) -> None:
+    """The champion behind a real server: three protocols, a refusal, an explanation; then the
+    candidate released by canary under simulated traffic and promoted by the controller."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     print(f"\n\033[1m$ shipyard serve churn@champion --port {port}\033[0m", flush=True)
@@ -240,6 +245,8 @@ def serving() -> None:
             ("/predict", [{**records[0], columns[0]: "not a number"}]),
         ):
             show("POST", path, *http(f"{url}{path}", body))
+        if candidate is not None:
+            release(url, candidate, records)
     finally:
         # Graceful: in-flight requests finish and the prediction log is flushed.
         server.send_signal(signal.SIGTERM)
@@ -254,14 +261,86 @@ def serving() -> None:
     shipyard("lineage", "churn-holdout-scored@1", "--depth", "1")
 
 
-def holdout_rows(columns: list[str]) -> pd.DataFrame:
-    """Three rows of the held-out data, in the model's own columns (what a client would send)."""
+ROLLOUT = """
+[rollout]
+name = "churn-v{candidate}"
+model = "churn"
+candidate = {candidate}
+strategy = "canary"
+routing_key = "header:x-customer"   # the same customer always gets the same version
+interval = "0s"                     # judge at every `rollout run` pass (a demo's pace)
+min_samples = 40
+
+[[rollout.steps]]
+weight = 20
+[[rollout.steps]]
+weight = 50
+[[rollout.steps]]
+weight = 100
+
+[[rollout.analysis]]
+metric = "error_rate"
+max = 0.02
+
+[[rollout.analysis]]
+metric = "latency_p50_ms"
+max_ratio = 3.0
+
+[[rollout.analysis]]
+metric = "agreement"                # the champion answers the candidate's requests too
+min = 0.7
+"""
+
+
+def release(url: str, candidate: int, records: list[dict[str, Any]]) -> None:
+    """A canary of the candidate: simulated customers, the controller deciding each step."""
+    (ROOT / "rollout.toml").write_text(ROLLOUT.format(candidate=candidate))
+    shipyard("rollout", "start", "rollout.toml")
+    rng = np.random.default_rng(3)
+    rows = holdout_rows(list(records[0]), rows=None).sample(200, random_state=3, replace=True)
+    bodies = json.loads(rows.to_json(orient="records"))
+    for _ in range(8):
+        answered: dict[int, int] = {}
+        for body in bodies:
+            customer = f"customer-{rng.integers(100_000)}"
+            request = urllib.request.Request(
+                f"{url}/predict",
+                data=json.dumps([body]).encode(),
+                headers={"content-type": "application/json", "x-customer": customer},
+            )
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                version = json.loads(answer.read())["version"]
+            answered[version] = answered.get(version, 0) + 1
+        print(f"\n200 simulated customers answered by version: {answered}", flush=True)
+        time.sleep(1.5)  # the prediction log is flushed every second
+        shipyard("rollout", "run", "--once")
+        time.sleep(0.5)  # every worker follows the new split within 0.25 s
+        if not rollout_live():
+            break
+    shipyard("rollout", "history", f"churn-v{candidate}")
+    shipyard("models", "history", "churn")
+
+
+def rollout_live() -> bool:
+    from shipyard.project import Project
+    from shipyard.release.rollouts import list_rollouts
+
+    project = Project.open(ROOT / ".shipyard")
+    try:
+        return bool(list_rollouts(active_only=True, project=project))
+    finally:
+        project.close()
+
+
+def holdout_rows(columns: list[str], rows: int | None = 3) -> pd.DataFrame:
+    """Rows of the held-out data, in the model's own columns (what a client would send)."""
     from shipyard.data import get
     from shipyard.project import Project
 
     project = Project.open(ROOT / ".shipyard")
     try:
-        return get("churn-holdout@1", project=project).to_pandas(columns).head(3)
+        frame = get("churn-holdout@1", project=project).to_pandas(columns)
+        return frame if rows is None else frame.head(rows)
     finally:
         project.close()
 

@@ -608,7 +608,8 @@ def rollback_row(
             )
             if version is not None:
                 version.tags = {**version.tags, "rejected": f"rollout {row.name}: {reason}"}
-    log.error("rollout %s %s: %s", row.name, status.replace("_", " "), reason)
+    if status != "rolled_back":  # a rollback is alerted by the controller (alerts.py)
+        log.warning("rollout %s %s: %s", row.name, status.replace("_", " "), reason)
 
 
 def pause(name: str, *, reason: str = "", project: Project | None = None) -> Rollout:
