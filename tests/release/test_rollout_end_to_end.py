@@ -424,3 +424,30 @@ def test_bad_rollouts_are_refused_and_change_nothing(project: Project) -> None:
     with pytest.raises(RolloutConflict, match="already has a live rollout"):
         rollouts.start(canary(version_of("flip")), project=project)
     assert len(rollouts.list_rollouts(active_only=True, project=project)) == 1
+
+
+def test_feedback_over_http_joins_the_log_and_refuses_unknown_ids(
+    server: Server, project: Project
+) -> None:
+    from shipyard.predictions.feedback import labels_for
+
+    row = [{"age": 40, "income": 30000.0, "plan": "pro"}]
+    answered = httpx.post(f"{server.url}/predict", json=row, headers={"x-request-id": "fb-1"})
+    assert answered.status_code == 200
+    time.sleep(POLL_WAIT_S)  # flushed to the log
+    accepted = httpx.post(f"{server.url}/feedback", json={"request_id": "fb-1", "label": 1})
+    assert accepted.status_code == 200 and accepted.json() == {"accepted": 1}
+    assert labels_for(["fb-1"], project=project)["fb-1"].label == 1
+
+    unknown = httpx.post(
+        f"{server.url}/feedback",
+        json=[{"request_id": "fb-1", "label": 0}, {"request_id": "never-seen", "label": 1}],
+    )
+    assert unknown.status_code == 404 and "never-seen" in unknown.json()["error"]
+    assert labels_for(["fb-1"], project=project)["fb-1"].label == 1  # nothing half-written
+    malformed = httpx.post(f"{server.url}/feedback", content=b"{not json")
+    assert malformed.status_code == 400 and "not JSON" in malformed.json()["error"]
+    empty = httpx.post(f"{server.url}/feedback", json={"request_id": "fb-1"})
+    assert empty.status_code == 422, empty.text
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    assert "/feedback" in document["paths"]

@@ -91,7 +91,33 @@ def build_app(config: ServeConfig) -> ServingApp:
         board=LoadBoard.from_env(os.environ.get(BOARD_ENV)),
         router=ReleaseRouter(project, load_version=load_version),
         extensions=release_endpoints(project),
+        extension_docs=release_docs(),
     )
+
+
+def release_docs() -> dict[str, Any]:
+    """The OpenAPI entry of `POST /feedback`."""
+    from shipyard.serving.openapi import post_operation
+
+    item = {
+        "type": "object",
+        "required": ["request_id"],
+        "properties": {
+            "request_id": {"type": "string", "maxLength": 64},
+            "label": {},
+            "reward": {"type": "number"},
+        },
+        "additionalProperties": False,
+    }
+    body = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1}]}
+    answer = {"type": "object", "properties": {"accepted": {"type": "integer"}}}
+    return {
+        "/feedback": post_operation(
+            "Delayed outcomes (a label and/or a reward) for logged predictions, by request id",
+            body,
+            answer,
+        )
+    }
 
 
 def release_endpoints(project: Any) -> dict[tuple[str, str], Any]:
@@ -109,6 +135,7 @@ def release_endpoints(project: Any) -> dict[tuple[str, str], Any]:
                 f"the body is not JSON: {exc}",
                 field="body",
                 expected='{"request_id": ..., "label": ...} or a list of them',
+                status=400,
             ) from None
         items = payload if isinstance(payload, list) else [payload]
         count = add(items, project=project, source=request.headers.get("user-agent", "http"))

@@ -153,10 +153,12 @@ class ServingApp:
         board: LoadBoard | None = None,
         router: Router | None = None,
         extensions: Mapping[tuple[str, str], Extension] | None = None,
+        extension_docs: Mapping[str, Any] | None = None,
     ) -> None:
         self.loader = loader
         self.board = board
         self.router = router
+        self.extension_docs = dict(extension_docs or {})
         self.shadows_in_flight = 0
         self.shadows_dropped = 0
         self._background: set[asyncio.Task[None]] = set()
@@ -430,7 +432,8 @@ class ServingApp:
     async def _openapi(self, request: Request) -> Response:
         from shipyard.serving.openapi import openapi_document
 
-        return json_response(200, openapi_document([m.predictor for m in self.models.values()]))
+        predictors = [m.predictor for m in self.models.values()]
+        return json_response(200, openapi_document(predictors, self.extension_docs))
 
     def _model(self, name: str | None, version: str | None = None) -> ServedModel:
         if not self.ready:

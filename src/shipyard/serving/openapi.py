@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def openapi_document(predictors: list[Predictor]) -> dict[str, Any]:
+def openapi_document(
+    predictors: list[Predictor], extra_paths: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The document of every endpoint; `extra_paths`: those the layers above add (feedback)."""
     from shipyard import __version__
 
     paths: dict[str, Any] = {
@@ -85,12 +88,23 @@ def openapi_document(predictors: list[Predictor]) -> dict[str, Any]:
             paths["/invocations"] = _post(
                 f"MLflow scoring payloads for {name}", _mlflow_schema(record), "Predictions"
             )
+    paths.update(extra_paths or {})
     return {
         "openapi": "3.1.0",
         "info": {"title": "shipyard model server", "version": __version__},
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def post_operation(summary: str, body: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """A JSON POST with the server's error answers, for endpoints added from above."""
+    operation = _post(summary, body, None)
+    operation["post"]["responses"]["200"] = {
+        "description": "accepted",
+        "content": {"application/json": {"schema": answer}},
+    }
+    return operation
 
 
 def _schema_name(name: str) -> str:
