@@ -217,9 +217,10 @@ def start(
         model = _model(session, spec.model)
         champion = _alias_version(session, model.id, spec.model, CHAMPION)
         candidates = _candidates(session, spec, champion)
+        warnings: list[str] = []
         for number in candidates:
             _check_gates(session, project, model.id, spec.model, number)
-            _check_compatible(session, spec.model, champion, number)
+            warnings += _check_compatible(session, spec.model, champion, number)
         live = session.scalar(select(RolloutRecord).where(RolloutRecord.active_model == spec.model))
         if live is not None:
             raise RolloutConflict(
@@ -258,8 +259,11 @@ def start(
             "start",
             at,
             before={f"v{champion}": 100.0},
+            evidence={"compatibility_warnings": warnings},
             reason=f"{spec.strategy} of {spec.model}@{candidates} against champion v{champion}",
         )
+        for warning in warnings:
+            log.warning("rollout %s: %s", spec.name, warning)
         bump_revision(session)
         return _to_rollout(row, spec.model)
 
@@ -317,12 +321,15 @@ def _check_gates(session: Session, project: Project, model_id: int, name: str, n
             )
 
 
-def _check_compatible(session: Session, name: str, champion: int, candidate: int) -> None:
+def _check_compatible(session: Session, name: str, champion: int, candidate: int) -> list[str]:
     """The candidate must take the champion's inputs and give the same kind of outputs;
-    otherwise a request the champion answers would fail on the candidate mid-rollout."""
+    otherwise a request the champion answers would fail on the candidate mid-rollout. Training
+    ranges that do not cover the champion's are returned as warnings (recorded with the start):
+    traffic the champion knows may be out of range for the candidate."""
     old, _ = version_record(session, f"{name}@{champion}")
     new, _ = version_record(session, f"{name}@{candidate}")
     problems: list[str] = []
+    warnings: list[str] = []
     if old.signature is not None and new.signature is not None:
         before, after = Signature.from_json(old.signature), Signature.from_json(new.signature)
         old_inputs = {spec.name: spec for spec in before.inputs}
@@ -335,7 +342,18 @@ def _check_compatible(session: Session, name: str, champion: int, candidate: int
                     f"input {spec.name!r} is {spec.type.value} where the champion's is "
                     f"{previous.type.value}"
                 )
-            elif previous.levels and spec.levels and set(previous.levels) - set(spec.levels):
+            elif _narrower(previous, spec):
+                warnings.append(
+                    f"v{candidate} was trained on {spec.name} in [{spec.minimum:g}, "
+                    f"{spec.maximum:g}], the champion on [{previous.minimum:g}, "
+                    f"{previous.maximum:g}]"
+                )
+            if (
+                previous is not None
+                and previous.levels
+                and spec.levels
+                and set(previous.levels) - set(spec.levels)
+            ):
                 unknown = sorted(set(previous.levels) - set(spec.levels))
                 problems.append(
                     f"input {spec.name!r} does not know the level(s) {unknown} that the "
@@ -352,6 +370,14 @@ def _check_compatible(session: Session, name: str, champion: int, candidate: int
             f"{name}@{candidate} is not compatible with the champion {name}@{champion}: "
             + "; ".join(problems)
         )
+    return warnings
+
+
+def _narrower(champion: Any, candidate: Any) -> bool:
+    ranges = (champion.minimum, champion.maximum, candidate.minimum, candidate.maximum)
+    if any(value is None for value in ranges):
+        return False
+    return bool(candidate.minimum > champion.minimum or candidate.maximum < champion.maximum)
 
 
 # -- reading ----------------------------------------------------------------------------------
