@@ -206,10 +206,11 @@ def start(
     """Start a rollout: checks the candidate's gates and compatibility, then sets the first
     split. Refused (nothing written) when the model already has a live rollout."""
     project = project or current()
+    file_hash = None
     if isinstance(declared, RolloutSpec):
         spec = declared
     else:
-        spec, _ = specs.load(declared)
+        spec, file_hash = specs.load(declared)
     actor = actor or project.user
     at = now or _now()
 
@@ -259,7 +260,7 @@ def start(
             "start",
             at,
             before={f"v{champion}": 100.0},
-            evidence={"compatibility_warnings": warnings},
+            evidence={"compatibility_warnings": warnings, "file_sha256": file_hash},
             reason=f"{spec.strategy} of {spec.model}@{candidates} against champion v{champion}",
         )
         for warning in warnings:
