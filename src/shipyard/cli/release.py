@@ -20,8 +20,10 @@ from rich.table import Table
 from shipyard.cli.console import out
 
 if TYPE_CHECKING:
+    from shipyard.release import abtest
     from shipyard.release.flags import Flag, Outcome, Rule
     from shipyard.release.rollouts import Decision, Rollout
+    from shipyard.release.whatif import WhatIf
 
 rollout_app = typer.Typer(
     help="Progressive delivery: canary, blue/green, shadow and A/B rollouts judged on live "
@@ -219,10 +221,62 @@ def status(
     rollout = rollouts.get(name)
     decisions = rollouts.history(rollout.id)
     last = decisions[-1] if decisions else None
+    experiment, unavailable = None, ""
+    if rollout.strategy == "ab":
+        from shipyard.errors import ShipyardError
+        from shipyard.release import abtest
+
+        try:
+            experiment = abtest.report(rollout, end=rollout.finished_at)
+        except ShipyardError as exc:
+            unavailable = str(exc)
     if as_json:
-        _print_json({**rollout.to_dict(), "last_decision": last.to_dict() if last else None})
+        extra = {"experiment": experiment.to_dict()} if experiment is not None else {}
+        last_decision = last.to_dict() if last else None
+        _print_json({**rollout.to_dict(), "last_decision": last_decision, **extra})
         return
     _print_rollout(rollout, last)
+    if experiment is not None:
+        _print_experiment(experiment)
+    elif unavailable:
+        out.print(f"  [yellow]experiment unavailable:[/] {escape(unavailable)}")
+
+
+def _print_experiment(report: abtest.ExperimentReport) -> None:
+    """The A/B experiment: each arm's outcomes and its comparison with the champion."""
+    rate = report.metric != "reward"
+
+    def value(number: float | None) -> str:
+        if number is None:
+            return "-"
+        return f"{100 * number:.1f}%" if rate else f"{number:.4g}"
+
+    table = Table(
+        "arm", "weight", "requests", "outcomes", report.metric, "vs champion", "p", "significant",
+        title=f"experiment: {report.metric}, mde {report.mde:g}, n needed "
+        f"{report.required_n if report.required_n is not None else 'unknown'} per arm",
+    )  # fmt: skip
+    for arm in report.arms:
+        test, effect, p, verdict = arm.vs_champion, "-", "-", "-"
+        if test is not None:
+            if rate:
+                low, high = (100 * bound for bound in test.ci)
+                effect = f"{100 * test.effect:+.1f} pts [{low:.1f}, {high:.1f}]"
+            else:
+                effect = f"{test.effect:+.4g} [{test.ci[0]:.4g}, {test.ci[1]:.4g}]"
+            p = f"{test.p_value:.2g}"
+            verdict = "[green]yes[/]" if test.significant else (
+                "no" if arm.reached else "not yet"
+            )  # fmt: skip
+        coverage = f" ({arm.coverage:.0%})" if arm.coverage is not None else ""
+        table.add_row(
+            arm.arm, "-" if arm.weight is None else f"{arm.weight:g}%", str(arm.requests),
+            f"{arm.outcomes}{coverage}", value(arm.estimate), effect, p, verdict,
+        )  # fmt: skip
+    out.print(table)
+    out.print(f"  {escape(report.summary())}")
+    for note in report.notes:
+        out.print(f"  [yellow]note:[/] {escape(note)}")
 
 
 def _print_rollout(rollout: Rollout, last: Decision | None) -> None:
@@ -434,6 +488,100 @@ def _loop(controller: Any, poll: float) -> None:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
     out.print("controller stopped")
+
+
+@rollout_app.command("replay")
+def replay(
+    file: Annotated[Path, typer.Argument(help="The rollout file, as for `rollout start`.")],
+    window: Annotated[
+        str,
+        typer.Option(
+            "--window",
+            "-w",
+            help="START..END of the logged traffic: now, -6h (before now) or ISO 8601 times "
+            "(UTC unless an offset is given), e.g. -6h..now or 2024-05-01T09:00..2024-05-01T15:00.",
+        ),
+    ],
+    champion: Annotated[
+        int | None,
+        typer.Option("--champion", help="The version to compare with (default: @champion).", min=1),
+    ] = None,
+    candidate: Annotated[
+        int | None,
+        typer.Option("--candidate", help="The version judged (default: the file's).", min=1),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """What-if: what the controller would have decided over logged traffic, step by step.
+
+    Replays the rollout from the window's start, one evaluation every `interval`, judging the
+    prediction log with the same analysis and rules as `shipyard rollout run`. Nothing is
+    written: no rollout, no decision, no alias.
+    """
+    from shipyard.release import spec as specs
+    from shipyard.release.whatif import parse_window
+    from shipyard.release.whatif import replay as run_replay
+
+    start, end = parse_window(window)
+    declared, _ = specs.load(file)
+    result = run_replay(declared, start=start, end=end, champion=champion, candidate=candidate)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    _print_replay(result)
+
+
+REPLAY_OUTCOME = {
+    "promoted": "[green]promoted[/]",
+    "rolled_back": "[red]rolled back[/]",
+    "aborted": "[red]aborted[/]",
+    "awaiting_approval": "[magenta]awaiting approval[/]",
+    "running": "[cyan]still running[/]",
+}
+
+
+def _print_replay(result: WhatIf) -> None:
+    """The replay's header, a table of its decisions (a run of evaluations with the same step,
+    verdict and action is one row, with the last one's reason) and its outcome."""
+    out.print(
+        f"what-if replay of [bold]{escape(result.name)}[/]: {result.strategy} of "
+        f"{escape(result.model)}, v{result.candidate} against champion v{result.champion}"
+    )
+    out.print(
+        f"  window   {_when(result.start)} .. {_when(result.end)} UTC, judged every "
+        f"{_duration(result.interval_s)} ({len(result.decisions)} evaluations)"
+    )
+    data = result.data
+    out.print(
+        f"  judged   {data['candidate_judged']} candidate and {data['champion_judged']} "
+        "champion request(s) in the whole window"
+    )
+    for note in result.notes:
+        out.print(f"  note     {escape(note)}")
+    table = Table(
+        "when (UTC)", "step", "weight", "verdict", "action", "candidate", "champion", "reason"
+    )
+    runs: list[list[Any]] = []
+    for decision in result.decisions:
+        key = (decision.step, decision.verdict, decision.action)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(decision)
+        else:
+            runs.append([key, [decision]])
+    for _, group in runs:
+        first, last = group[0], group[-1]
+        when = f"{last.at.astimezone(UTC):%H:%M:%S}"
+        if len(group) > 1:
+            when = f"{first.at.astimezone(UTC):%H:%M:%S} .. {when} (x{len(group)})"
+        samples = last.samples
+        table.add_row(
+            when, f"{last.step}/{result.steps}", f"{last.weight:g}%", _verdict(last.verdict),
+            escape(last.action), str(samples.get("candidate", 0)),
+            str(samples.get("champion", 0)), escape(last.reason),
+        )  # fmt: skip
+    out.print(table)
+    outcome = REPLAY_OUTCOME.get(result.outcome, result.outcome)
+    out.print(f"outcome  {outcome}: {escape(result.summary)}")
 
 
 # -- flags ------------------------------------------------------------------------------------

@@ -15,10 +15,14 @@ Every `interval` of a rollout, the controller runs its analysis over the current
 A decision is applied with `expect_step`: if the rollout moved meanwhile (a person, another
 controller), nothing is applied, so a killed and restarted controller neither repeats nor
 skips a step. The clock is injectable: tests drive whole rollouts in simulated time.
+
+The rule itself is `decide`, a pure function of the declaration, the step and the analysis:
+`whatif.replay` applies the very same rule to logged traffic, offline.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -32,6 +36,7 @@ from sqlalchemy.orm import Session
 from shipyard.project import Project, current
 from shipyard.release import rollouts
 from shipyard.release.rollouts import Rollout
+from shipyard.release.spec import RolloutSpec
 from shipyard.store.models import RolloutRecord
 
 log = logging.getLogger("shipyard.release")
@@ -49,7 +54,8 @@ class Outcome:
     """What one pass did to one rollout."""
 
     rollout: str
-    action: str  # judged later, hold, extend, advance, promote, await_approval, rollback, abort
+    action: str  # judged later, hold, extend, advance, reweight, promote, await_approval,
+    # rollback, abort
     verdict: str | None
     reason: str
 
@@ -106,17 +112,15 @@ class Controller:
         evidence = analysis.to_dict()
         verdict = analysis.verdict
         if verdict == "fail":
-            return self._failed(rollout, now, window, evidence, analysis.reason)
+            return self._failed(rollout, now, window, evidence, analysis)
         if verdict == "inconclusive":
-            return self._inconclusive(rollout, now, window, evidence, analysis.reason)
+            return self._inconclusive(rollout, now, window, evidence, analysis)
         return self._passed(rollout, now, window, evidence, analysis)
 
     def _window_start(self, rollout: Rollout) -> datetime:
         """The step's start; for a canary's 100% step, the previous step's start: the champion
         answers nothing at 100%, and the bounds relative to it need its numbers."""
-        if rollout.strategy != "canary" or rollout.step == 0:
-            return rollout.step_started_at
-        if rollout.current_step.weight < 100.0:
+        if not window_spans_previous_step(rollout.spec, rollout.step):
             return rollout.step_started_at
         for decision in reversed(rollouts.history(rollout.id, project=self.project)):
             if decision.step_after == rollout.step - 1 and decision.action in ("start", "advance"):
@@ -146,79 +150,68 @@ class Controller:
             expect_step=rollout.step,
         )
 
+    def _decide(
+        self, rollout: Rollout, now: datetime, analysis: Any, *, failures: int | None = None
+    ) -> tuple[str, str]:
+        return decide(
+            rollout.spec,
+            rollout.step,
+            rollout.step_started_at,
+            rollout.failures if failures is None else failures,
+            now,
+            analysis,
+            approved=bool(rollout.approved_by),
+        )
+
     def _failed(
-        self, rollout: Rollout, now: datetime, window: Any, evidence: dict[str, Any], reason: str
+        self, rollout: Rollout, now: datetime, window: Any, evidence: dict[str, Any], analysis: Any
     ) -> Outcome:
-        limit = rollout.spec.failure_limit
         action = "hold"
 
         def change(session: Session, row: RolloutRecord, model: str) -> tuple[str, str]:
             nonlocal action
+            action, why = self._decide(rollout, now, analysis, failures=row.failures)
             row.failures += 1
-            if row.failures >= limit:
-                action = "rollback"
-                why = f"analysis failed ({row.failures} of {limit} allowed): {reason}"
+            if action == "rollback":
                 rollouts.rollback_row(session, row, "rolled_back", why, now, evidence)
-                return "rollback", why
-            return "hold", f"analysis failed ({row.failures} of {limit} allowed): {reason}"
+            return action, why
 
         after = self._apply(rollout, change, now, "fail", window, evidence)
         if action == "rollback" and after.status == "rolled_back":
             from shipyard.release import alerts
 
             alerts.rolled_back(self.project, after, after.outcome, evidence)
-        return Outcome(rollout.name, action, "fail", reason)
+        return Outcome(rollout.name, action, "fail", analysis.reason)
 
     def _inconclusive(
-        self, rollout: Rollout, now: datetime, window: Any, evidence: dict[str, Any], reason: str
+        self, rollout: Rollout, now: datetime, window: Any, evidence: dict[str, Any], analysis: Any
     ) -> Outcome:
-        spec = rollout.spec
-        age = (now - rollout.step_started_at).total_seconds()
-        expired = spec.deadline_s is not None and age >= spec.deadline_s
-        action = "abort" if expired else ("extend" if spec.on_inconclusive == "extend" else "hold")
+        action, why = self._decide(rollout, now, analysis)
 
         def change(session: Session, row: RolloutRecord, model: str) -> tuple[str, str]:
-            if expired:
-                why = (
-                    f"still inconclusive after the deadline of {spec.deadline_s:g} s: "
-                    f"{reason}; the champion keeps all traffic"
-                )
+            if action == "abort":
                 rollouts.rollback_row(session, row, "aborted", why, now, evidence)
-                return "abort", why
-            return action, f"inconclusive, {spec.on_inconclusive}: {reason}"
+            return action, why
 
         self._apply(rollout, change, now, "inconclusive", window, evidence)
-        return Outcome(rollout.name, action, "inconclusive", reason)
+        return Outcome(rollout.name, action, "inconclusive", analysis.reason)
 
     def _passed(
         self, rollout: Rollout, now: datetime, window: Any, evidence: dict[str, Any], analysis: Any
     ) -> Outcome:
-        step = rollout.current_step
-        age = (now - rollout.step_started_at).total_seconds()
-        served = _candidate_requests(analysis)
-        waiting = []
-        if age < step.hold_s:
-            waiting.append(f"held {age:.0f} s of {step.hold_s:g} s")
-        if served < step.min_requests:
-            waiting.append(f"{served} of {step.min_requests} candidate requests")
-        last = rollout.step >= len(rollout.spec.steps) - 1
-        approval = rollout.spec.approval and not rollout.approved_by
+        weights: dict[str, float] | None = None
         if rollout.strategy == "ab":  # guardrails pass; which arm wins is a person's call
-            action, reason = "hold", f"A/B guardrails pass: {analysis.reason}"
-        elif waiting:
-            action, reason = "hold", "passing; step not done: " + ", ".join(waiting)
-        elif not last:
-            action, reason = "advance", f"step {rollout.step + 1} passed: {analysis.reason}"
-        elif approval:
-            action, reason = "await_approval", "every step passed; waiting for an approval"
+            action, reason, weights = self._experiment(rollout, now, evidence, analysis.reason)
         else:
-            action, reason = "promote", f"every step passed: {analysis.reason}"
+            action, reason = self._decide(rollout, now, analysis)
 
         def change(session: Session, row: RolloutRecord, model: str) -> tuple[str, str]:
             if action == "advance":
                 rollouts.advance(row, now)
             elif action == "await_approval":
                 row.status = "awaiting_approval"
+            elif action == "reweight" and weights is not None:
+                row.weights = weights  # the router follows within its poll
             elif action == "promote":
                 rollouts.promote_row(
                     session,
@@ -236,6 +229,36 @@ class Controller:
             log.warning("rollout %s promoted %s@%s", rollout.name, rollout.model, rollout.candidate)
         return Outcome(rollout.name, action, "pass", reason)
 
+    def _experiment(
+        self, rollout: Rollout, now: datetime, evidence: dict[str, Any], guardrails: str
+    ) -> tuple[str, str, dict[str, float] | None]:
+        """An A/B rollout whose guardrails pass: its experiment report goes into the evidence
+        ("experiment") and the reason; never a promotion (`rollout promote NAME --version N`).
+        With `bandit = true`, "reweight" and the new split when Thompson sampling moves it."""
+        from shipyard.errors import ShipyardError
+        from shipyard.release import abtest
+
+        try:
+            report = abtest.report(rollout, end=now, project=self.project, folder=self.folder)
+        except ShipyardError as exc:  # the guardrails passed: holding is safe
+            evidence["experiment"] = {"error": str(exc)}
+            return "hold", f"A/B guardrails pass: {guardrails}; no experiment report: {exc}", None
+        evidence["experiment"] = report.to_dict()
+        reason = f"A/B {report.summary()}; guardrails pass: {guardrails}"
+        if not rollout.spec.bandit:
+            return "hold", reason, None
+        total = sum(arm.outcomes for arm in report.arms)
+        seed = int(hashlib.sha256(f"{rollout.id}:{total}".encode()).hexdigest()[:16], 16)
+        weights = abtest.bandit_weights(report, rollout.weights, seed=seed)
+        evidence["experiment"]["bandit"] = {"seed": seed, "weights": weights}
+        if weights is None:
+            waiting = f"bandit waits for {abtest.BANDIT_MIN_OUTCOMES} outcomes per arm"
+            return "hold", f"{reason}; {waiting}", None
+        if abtest.moved(rollout.weights, weights) < abtest.REWEIGHT_MIN_CHANGE:
+            return "hold", f"{reason}; bandit keeps the split", None
+        split = ", ".join(f"{label} {weight:g}%" for label, weight in weights.items())
+        return "reweight", f"{reason}; bandit reweights to {split}", weights
+
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event, *, poll_s: float = 1.0) -> None:
@@ -247,6 +270,70 @@ class Controller:
             except Exception:  # a failing pass is logged; the next one tries again
                 log.exception("a controller pass failed")
             stop.wait(poll_s)
+
+
+# -- the rule, shared with whatif.replay -------------------------------------------------------
+
+
+def decide(
+    spec: RolloutSpec,
+    step: int,
+    step_started_at: datetime,
+    failures: int,
+    now: datetime,
+    analysis: Any,
+    *,
+    approved: bool = False,
+) -> tuple[str, str]:
+    """What the controller does with one judged step: (action, the reason it records).
+
+    Pure (nothing is read or written), so `whatif.replay` applies the very rule the live
+    controller does. `step` is the 0-based step judged, started at `step_started_at`;
+    `failures` counts the failed analyses before this one; `approved`: a person approved
+    already; `analysis` is the step's `Analysis` (its verdict, reason and samples). Actions:
+    hold, extend, advance, promote, await_approval, rollback, abort. For strategy "ab" a pass
+    holds: the controller adds the experiment's report (and a bandit's reweight), which need
+    the live rollout.
+    """
+    reason = analysis.reason
+    age = (now - step_started_at).total_seconds()
+    if analysis.verdict == "fail":
+        failed = failures + 1
+        why = f"analysis failed ({failed} of {spec.failure_limit} allowed): {reason}"
+        return ("rollback" if failed >= spec.failure_limit else "hold"), why
+    if analysis.verdict == "inconclusive":
+        if spec.deadline_s is not None and age >= spec.deadline_s:
+            return "abort", (
+                f"still inconclusive after the deadline of {spec.deadline_s:g} s: "
+                f"{reason}; the champion keeps all traffic"
+            )
+        action = "extend" if spec.on_inconclusive == "extend" else "hold"
+        return action, f"inconclusive, {spec.on_inconclusive}: {reason}"
+    current = spec.steps[min(step, len(spec.steps) - 1)]
+    served = _candidate_requests(analysis)
+    waiting = []
+    if age < current.hold_s:
+        waiting.append(f"held {age:.0f} s of {current.hold_s:g} s")
+    if served < current.min_requests:
+        waiting.append(f"{served} of {current.min_requests} candidate requests")
+    if spec.strategy == "ab":
+        return "hold", f"A/B guardrails pass: {reason}"
+    if waiting:
+        return "hold", "passing; step not done: " + ", ".join(waiting)
+    if step < len(spec.steps) - 1:
+        return "advance", f"step {step + 1} passed: {reason}"
+    if spec.approval and not approved:
+        return "await_approval", "every step passed; waiting for an approval"
+    return "promote", f"every step passed: {reason}"
+
+
+def window_spans_previous_step(spec: RolloutSpec, step: int) -> bool:
+    """Whether the step's window starts at the previous step's start rather than its own: a
+    canary's 100% step, where the champion answers nothing and the bounds relative to it need
+    its numbers."""
+    if spec.strategy != "canary" or step == 0:
+        return False
+    return spec.steps[min(step, len(spec.steps) - 1)].weight >= 100.0
 
 
 def _candidate_requests(analysis: Any) -> int:

@@ -13,6 +13,10 @@ A rollout file is TOML or YAML with one `rollout` table (or the same as a Python
     deadline = "2h"                    # inconclusive for this long: abort (never promote)
     approval = false                   # promotion waits for `shipyard rollout approve`
     segments = ["region"]              # judge each value of these input fields on its own
+    # strategy "ab" only: arms = {champion = 50, 2 = 50}, and the experiment (see abtest):
+    ab_metric = "conversion"           # conversion | reward | accuracy (AB_METRICS)
+    mde = 0.02                         # minimum detectable effect, absolute (2 points)
+    bandit = false                     # Thompson sampling moves traffic to the better arm
 
     [[rollout.steps]]
     weight = 5                         # percent of routing keys on the candidate
@@ -44,6 +48,13 @@ from shipyard.errors import InvalidInput
 
 STRATEGIES = ("canary", "bluegreen", "shadow", "ab")
 INCONCLUSIVE_POLICIES = ("wait", "extend", "abort")
+# the outcome an A/B experiment compares (per request, joined from feedback by request id)
+AB_METRICS = {
+    "conversion": "share of requests whose reward is > 0 (two-proportion test)",
+    "reward": "mean reward per request (Welch test)",
+    "accuracy": "share of labelled predictions equal to their label (two-proportion test)",
+}
+BANDIT_FLOOR = 0.05  # the least share of traffic a bandit leaves each arm
 
 # metric -> (the bounds it accepts, what it measures)
 METRICS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -120,6 +131,9 @@ class RolloutSpec:
     approval: bool = False
     segments: tuple[str, ...] = ()
     min_samples: int | None = None  # per step, for every metric; None: from the bounds
+    ab_metric: str = "conversion"  # ab: the outcome the arms are compared on (AB_METRICS)
+    mde: float = 0.02  # ab: the minimum detectable effect (absolute), sizes the test
+    bandit: bool = False  # ab: Thompson sampling reweights the arms toward the better one
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,7 +162,7 @@ class RolloutSpec:
 _TOP_KEYS = {
     "name", "model", "candidate", "strategy", "routing_key", "steps", "analysis", "arms",
     "interval", "failure_limit", "on_inconclusive", "deadline", "approval", "segments",
-    "min_samples",
+    "min_samples", "ab_metric", "mde", "bandit",
 }  # fmt: skip
 _STEP_KEYS = {"weight", "hold", "min_requests"}
 _CHECK_KEYS = {"metric", "min_samples", "segment"}
@@ -234,6 +248,7 @@ def parse(data: Mapping[str, Any], *, where: str = "rollout") -> RolloutSpec:
     name = data.get("name", "")
     if not isinstance(name, str):
         problems.append(f"`name` must be text; got {name!r}")
+    ab_metric, mde, bandit = _experiment(data, strategy, arms, problems)
     if problems:
         raise InvalidInput(f"{where}: " + "; ".join(problems))
     return RolloutSpec(
@@ -252,6 +267,9 @@ def parse(data: Mapping[str, Any], *, where: str = "rollout") -> RolloutSpec:
         approval=bool(approval),
         segments=tuple(segments),
         min_samples=min_samples,
+        ab_metric=ab_metric,
+        mde=mde,
+        bandit=bandit,
     )
 
 
@@ -395,3 +413,43 @@ def _arms(raw: Any, strategy: str, problems: list[str]) -> dict[str, float]:
         listed = ", ".join(f"{k}={v:g}" for k, v in arms.items())
         problems.append(f"arms: the weights must sum to 100; got {total:g} ({listed})")
     return arms
+
+
+def _experiment(
+    data: Mapping[str, Any], strategy: Any, arms: dict[str, float], problems: list[str]
+) -> tuple[str, float, bool]:
+    """The A/B experiment's settings: `ab_metric`, `mde` and `bandit` (strategy 'ab' only)."""
+    given = [key for key in ("ab_metric", "mde", "bandit") if key in data]
+    if given and strategy != "ab":
+        problems.append(f"{', '.join(f'`{key}`' for key in given)}: for strategy 'ab' only")
+    metric = data.get("ab_metric", "conversion")
+    if not isinstance(metric, str) or metric not in AB_METRICS:
+        problems.append(f"`ab_metric` must be one of {', '.join(AB_METRICS)}; got {metric!r}")
+        metric = "conversion"
+    mde = data.get("mde", 0.02)
+    if (
+        isinstance(mde, bool)
+        or not isinstance(mde, int | float)
+        or not math.isfinite(mde)
+        or mde <= 0
+    ):
+        problems.append(
+            f"`mde` (the minimum detectable effect, an absolute difference) must be a number "
+            f"> 0; got {mde!r}"
+        )
+        mde = 0.02
+    elif metric != "reward" and mde >= 1:
+        problems.append(
+            f"`mde` for ab_metric {metric!r} is a difference of rates: it must be below 1 "
+            f"(0.02 is 2 points); got {mde!r}"
+        )
+    bandit = data.get("bandit", False)
+    if not isinstance(bandit, bool):
+        problems.append(f"`bandit` must be true or false; got {bandit!r}")
+        bandit = False
+    elif bandit and len(arms) * BANDIT_FLOOR > 1:
+        problems.append(
+            f"`bandit` keeps {BANDIT_FLOOR:.0%} of the traffic on every arm: at most "
+            f"{int(1 / BANDIT_FLOOR)} arms; got {len(arms)}"
+        )
+    return str(metric), float(mde), bandit
