@@ -233,6 +233,9 @@ def test_a_bad_candidate_is_rolled_back_by_the_controller_alone(
     time.sleep(POLL_WAIT_S)
     answered = traffic(server, 30)
     assert answered == {"1": 30}  # no request fails once traffic moved back
+    metrics = httpx.get(f"{server.url}/metrics").text
+    (line,) = [x for x in metrics.splitlines() if x.startswith("shipyard_rollback_seconds{")]
+    assert 'model="churn"' in line and 0 < float(line.split()[-1]) < 5.0
 
 
 def test_a_regression_in_one_segment_fails_the_step(server: Server, project: Project) -> None:
@@ -451,3 +454,50 @@ def test_feedback_over_http_joins_the_log_and_refuses_unknown_ids(
     assert empty.status_code == 422, empty.text
     document = httpx.get(f"{server.url}/openapi.json").json()
     assert "/feedback" in document["paths"]
+
+
+def test_a_killed_controller_process_resumes_where_it_was(server: Server, project: Project) -> None:
+    """`shipyard rollout run` killed with SIGKILL mid-rollout; a new one finishes the rollout,
+    and no step is repeated or skipped."""
+    import subprocess
+
+    rollout = rollouts.start(canary(version_of("ok"), interval="1s"), project=project)
+    shipyard = str(Path(sys.executable).parent / "shipyard")
+
+    def controller() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [shipyard, "rollout", "run", "--poll", "0.3"],
+            cwd=project.home.parent,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    first = controller()
+    try:
+        for round_ in range(20):
+            traffic(server, 60, seed=round_)
+            if rollouts.get(rollout.id, project=project).step >= 1:
+                break
+        assert rollouts.get(rollout.id, project=project).step >= 1
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    killed_at = rollouts.get(rollout.id, project=project)
+    second = controller()
+    try:
+        for round_ in range(30):
+            traffic(server, 60, seed=100 + round_)
+            if not rollouts.get(rollout.id, project=project).active:
+                break
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=30)
+    assert rollouts.get(rollout.id, project=project).status == "promoted"
+    moves = [
+        (d.action, d.step_before, d.step_after)
+        for d in rollouts.history(rollout.id, project=project)
+        if d.action in ("advance", "promote")
+    ]
+    assert moves == [("advance", 0, 1), ("advance", 1, 2), ("promote", 2, 2)], moves
+    assert killed_at.status == "running"
