@@ -373,6 +373,29 @@ def test_shadow_copies_are_logged_and_never_reach_the_user(
     rollouts.abort(rollout.id, project=project)
 
 
+def test_a_shadow_rollout_summarises_the_paired_outputs(server: Server, project: Project) -> None:
+    spec = parse(
+        {
+            "model": "churn",
+            "candidate": version_of("flip"),
+            "strategy": "shadow",
+            "interval": 0,
+            "analysis": [{"metric": "error_rate", "max": 0.05}],
+        }
+    )
+    rollout = rollouts.start(spec, project=project)
+    time.sleep(POLL_WAIT_S)
+    traffic(server, 60, seed=5)
+    time.sleep(POLL_WAIT_S * 2)
+    (outcome,) = Controller(project).tick()
+    assert outcome.action == "promote"  # no errors: the only bound declared
+    (decision,) = [d for d in rollouts.history(rollout.id, project=project) if d.verdict]
+    summary = decision.evidence["divergence"]
+    assert summary["pairs"] >= 60 and summary["flipped_share"] == 1.0  # every label flipped
+    assert summary["latency"]["candidate"]["p50_ms"] > 0
+    assert summary["latency"]["champion"]["p99_ms"] > 0
+
+
 def test_flags_route_and_their_kill_switch_applies_within_a_second(
     server: Server, project: Project
 ) -> None:

@@ -156,6 +156,7 @@ class Analysis:
     candidate: int = 0
     strategy: str = ""
     notes: list[str] = field(default_factory=list)
+    divergence: dict[str, Any] | None = None  # the paired outputs summarised (shadow, pairs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (no NaN, no numpy, times as ISO text): the decision's evidence."""
@@ -171,6 +172,7 @@ class Analysis:
                 "samples": self.samples,
                 "checks": [check.to_dict() for check in self.checks],
                 "notes": self.notes,
+                "divergence": self.divergence,
             }
         )
 
@@ -638,7 +640,7 @@ def analyse(
         )
 
     data = _Data(candidate=requests(ours), champion=requests(theirs))
-    if metrics & PAIRED_METRICS:
+    if metrics & PAIRED_METRICS or spec.strategy == "shadow":
         pairs, failed_pairs, misaligned = _pairs(records, champion, candidate, with_rows)
         data = replace(data, pairs=tuple(pairs))
         if failed_pairs:
@@ -690,6 +692,7 @@ def analyse(
     }
     verdict = _overall(results, samples)
     return Analysis(
+        divergence=_paired_summary(data) if spec.strategy == "shadow" or data.pairs else None,
         verdict=verdict,
         checks=results,
         samples=samples,
@@ -1342,3 +1345,32 @@ def _json_safe(value: Any) -> Any:
     if callable(item):
         return _json_safe(item())
     return str(value)
+
+
+def _paired_summary(data: _Data) -> dict[str, Any]:
+    """What the shadow comparison shows whatever the analysis bounds: how the two versions'
+    outputs differ on the same requests, and each one's latency (issue: no peer compares
+    shadow outputs at all; they discard them)."""
+    from shipyard.release.divergence import compare
+
+    def latency(requests: tuple[_Request, ...]) -> dict[str, float | None]:
+        values = [r.latency_ms for r in requests]
+        if not values:
+            return {"p50_ms": None, "p99_ms": None}
+        ordered = sorted(values)
+        return {
+            "p50_ms": ordered[int(0.5 * (len(ordered) - 1))],
+            "p99_ms": ordered[int(0.99 * (len(ordered) - 1))],
+        }
+
+    summary: dict[str, Any] = {
+        "pairs": len(data.pairs),
+        "latency": {"candidate": latency(data.candidate), "champion": latency(data.champion)},
+    }
+    if data.pairs:
+        try:
+            found = compare([p.champion for p in data.pairs], [p.candidate for p in data.pairs])
+            summary.update(found.to_dict())
+        except InvalidInput as exc:  # e.g. NaN outputs: the summary says why it has none
+            summary["error"] = exc.message
+    return summary
