@@ -380,13 +380,9 @@ _STRUCT = {
 def _from_binary(raw: bytes, datatype: str) -> list[Any]:
     """Open Inference Protocol binary tensor data (little-endian; BYTES length-prefixed)."""
     if datatype == "BYTES":
-        items: list[Any] = []
-        position = 0
-        while position < len(raw):
-            (length,) = struct.unpack_from("<I", raw, position)
-            items.append(raw[position + 4 : position + 4 + length].decode())
-            position += 4 + length
-        return items
+        from shipyard.serving.protocols import bytes_elements
+
+        return bytes_elements(raw)
     code = _STRUCT[datatype]
     count = len(raw) // struct.calcsize(code)
     return list(struct.unpack(f"<{count}{code}", raw))

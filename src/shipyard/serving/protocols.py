@@ -422,16 +422,22 @@ def _tensor(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, A
     return name, array, 0
 
 
+def bytes_elements(raw: bytes) -> list[Any]:
+    """A binary BYTES tensor's strings: each a 4-byte little-endian length, then the bytes."""
+    items: list[Any] = []
+    position = 0
+    while position < len(raw):
+        (length,) = struct.unpack_from("<I", raw, position)
+        items.append(raw[position + 4 : position + 4 + length].decode())
+        position += 4 + length
+    return items
+
+
 def _from_binary(raw: bytes, datatype: str, count: int, where: str) -> Any:
     import numpy as np
 
-    if datatype == "BYTES":  # each element: a 4-byte little-endian length, then the bytes
-        items: list[Any] = []
-        position = 0
-        while position < len(raw):
-            (length,) = struct.unpack_from("<I", raw, position)
-            items.append(raw[position + 4 : position + 4 + length].decode())
-            position += 4 + length
+    if datatype == "BYTES":
+        items = bytes_elements(raw)
         if len(items) != count:
             raise RequestError(
                 f"{where}: binary data holds {len(items)} strings; shape says {count}",
