@@ -175,3 +175,14 @@ def test_a_narrower_training_range_is_recorded_as_a_warning(tmp_path: Path) -> N
         assert warning.startswith("v2 was trained on a in [")
     finally:
         project.close()
+
+
+def test_a_hold_changes_no_route_and_leaves_the_revision_alone(project: Project) -> None:
+    rollout = rollouts.start(canary(2), project=project)
+    revision = rollouts.revision(project)
+    later = rollout.step_started_at + timedelta(seconds=5)
+    (outcome,) = Controller(project, clock=lambda: later).tick()  # no traffic: inconclusive
+    assert outcome.action == "hold"
+    assert rollouts.revision(project) == revision  # workers do not re-read for a hold
+    rollouts.pause(rollout.id, project=project)
+    assert rollouts.revision(project) == revision + 1

@@ -567,7 +567,8 @@ def transition(
             evidence=evidence,
             reason=reason,
         )
-        bump_revision(session)
+        if _state(row) != before:  # a hold changes no route: the workers need not re-read
+            bump_revision(session)
         return _to_rollout(row, model)
 
     return project.metadata.write_with_retry(work)
