@@ -873,44 +873,51 @@ def _upper_rate(
     judged: _Judged, bound: str, events: int, n: int, limit: float, required: int, what: str
 ) -> None:
     """A rate bounded above (error rate, flipped labels)."""
-    if n == 0:
-        judged.add(bound, INCONCLUSIVE, f"no {what} yet ({required} needed)")
-        return
-    rate = events / n
-    low, _ = interval(events, n)
-    where = f"{_fmt(rate)} ({events} of {n})"
-    if n >= required:
-        verdict = FAIL if rate > limit else PASS
-        sign = ">" if verdict == FAIL else "<="
-        judged.add(bound, verdict, f"{where} {sign} {bound} {_fmt(limit)}")
-    elif low > limit:
-        judged.add(
-            bound, FAIL, f"{where} > {bound} {_fmt(limit)}: its 95% lower bound "
-            f"{_fmt(low)} already exceeds it ({required} needed to pass)"
-        )  # fmt: skip
-    else:
-        judged.add(bound, INCONCLUSIVE, f"{where}, {n} of {required} {what} needed")
+    _bounded_rate(judged, bound, events, n, limit, required, what, above=True)
 
 
 def _lower_rate(
     judged: _Judged, bound: str, events: int, n: int, limit: float, required: int, what: str
 ) -> None:
     """A rate bounded below (agreement, accuracy)."""
+    _bounded_rate(judged, bound, events, n, limit, required, what, above=False)
+
+
+def _bounded_rate(
+    judged: _Judged,
+    bound: str,
+    events: int,
+    n: int,
+    limit: float,
+    required: int,
+    what: str,
+    *,
+    above: bool,
+) -> None:
+    """One rule for both directions: judged on its value with the required sample, before it
+    only when the 95% interval is already wholly on the wrong side of the limit."""
     if n == 0:
         judged.add(bound, INCONCLUSIVE, f"no {what} yet ({required} needed)")
         return
     rate = events / n
-    _, high = interval(events, n)
+    low, high = interval(events, n)
     where = f"{_fmt(rate)} ({events} of {n})"
+    breach, fine = (">", "<=") if above else ("<", ">=")
     if n >= required:
-        verdict = FAIL if rate < limit else PASS
-        sign = "<" if verdict == FAIL else ">="
-        judged.add(bound, verdict, f"{where} {sign} {bound} {_fmt(limit)}")
-    elif high < limit:
+        failed = rate > limit if above else rate < limit
+        verdict = FAIL if failed else PASS
+        judged.add(bound, verdict, f"{where} {breach if failed else fine} {bound} {_fmt(limit)}")
+    elif (low > limit) if above else (high < limit):
+        evidence = (
+            f"its 95% lower bound {_fmt(low)} already exceeds it"
+            if above
+            else f"its 95% upper bound {_fmt(high)} is already below it"
+        )
         judged.add(
-            bound, FAIL, f"{where} < {bound} {_fmt(limit)}: its 95% upper bound "
-            f"{_fmt(high)} is already below it ({required} needed to pass)"
-        )  # fmt: skip
+            bound,
+            FAIL,
+            f"{where} {breach} {bound} {_fmt(limit)}: {evidence} ({required} needed to pass)",
+        )
     else:
         judged.add(bound, INCONCLUSIVE, f"{where}, {n} of {required} {what} needed")
 
