@@ -23,6 +23,7 @@ Endpoints (every model served is reachable under its name):
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -71,6 +72,12 @@ class Request:
     request_id: str
     started: float
     preview: bool = False
+
+    @functools.cached_property
+    def logged_inputs(self) -> str:
+        """The body as the prediction log keeps it; made once, shared by the answer's record
+        and its shadow copy's."""
+        return protocols.logged_request(self.body, self.headers)
 
 
 @dataclass
@@ -160,7 +167,6 @@ class ServingApp:
         self.router = router
         self.extension_docs = dict(extension_docs or {})
         self.shadows_in_flight = 0
-        self.shadows_dropped = 0
         self._background: set[asyncio.Task[None]] = set()
         self._shadow_queue: list[Callable[[], Coroutine[Any, Any, None]]] = []
         self._shadow_timer: asyncio.TimerHandle | None = None
@@ -535,16 +541,11 @@ class ServingApp:
     def _route_of(
         self, served: ServedModel, request: Request, decoded: protocols.Decoded
     ) -> Route | None:
-        if self.router is None:
-            if request.preview:
-                raise RequestError(
-                    "no blue/green rollout is live: there is no preview version to answer",
-                    field="path",
-                    expected="a prediction route without /preview",
-                    status=404,
-                )
-            return None
-        route = self.router.route(served, request.headers, decoded.data, request.preview)
+        route = (
+            self.router.route(served, request.headers, decoded.data, request.preview)
+            if self.router is not None
+            else None
+        )
         if route is None and request.preview:
             raise RequestError(
                 f"model {served.name!r} has no blue/green rollout live: no preview version",
@@ -561,7 +562,6 @@ class ServingApp:
         stay off the user's path: it runs as its own task, is dropped (and counted) when too
         many are waiting, and an error is only logged with the shadow arm."""
         if self.shadows_in_flight >= MAX_SHADOWS_IN_FLIGHT:
-            self.shadows_dropped += 1
             self.metrics.shadow_dropped.inc()
             return None
         shadow = route.shadow
@@ -684,7 +684,7 @@ class ServingApp:
                 model=served.name,
                 version=served.version,
                 protocol=protocol,
-                inputs=protocols.logged_request(request.body, request.headers),
+                inputs=request.logged_inputs,
                 outputs=outputs.decode(),
                 latency_ms=latency * 1000.0,
                 arm=arm,
