@@ -16,7 +16,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ from shipyard.store.models import (
 log = logging.getLogger("shipyard.release")
 
 ACTIVE = ("running", "paused", "awaiting_approval")
-ENDED = ("promoted", "rolled_back", "aborted")
 CHAMPION = "champion"
 
 
@@ -735,7 +734,3 @@ def switch(
         )
 
     return transition(name, change, project=project, actor=project.user)
-
-
-def step_age(rollout: Rollout, now: datetime) -> timedelta:
-    return now - rollout.step_started_at
