@@ -99,6 +99,23 @@ class Settings(BaseSettings):
         description="Per-model serving options, `[serving.NAME]` in shipyard.toml: micro-batching, "
         "response cache, pre/post-processing hooks and output filters (see docs/serving.md).",
     )
+    drift: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-model drift monitoring, `[drift.NAME]` in shipyard.toml: the reference "
+        "dataset version, the window, methods and thresholds per column, the multiple-test "
+        "correction and persistence (see docs/drift.md).",
+    )
+    slos: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Per-model service-level objectives, `[[slos.NAME]]` in shipyard.toml: the "
+        "SLI, objective, window and burn-rate alerts (see docs/slos.md).",
+    )
+    training: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-model continuous training, `[training.NAME]` in shipyard.toml: the "
+        "pipeline, its parameters, the triggers and the rollout that follows (see "
+        "docs/continuous-training.md).",
+    )
     user: str = Field(
         default_factory=_default_user, description="Who is recorded as the author of changes."
     )

@@ -18,9 +18,12 @@ from shipyard.store.models import SCHEMA_REVISION, DatasetRecord
 
 TABLES = [
     "alembic_version",
+    "alerts",
     "alias_events",
     "dataset_versions",
     "datasets",
+    "drift_references",
+    "drift_results",
     "environments",
     "feedback",
     "flag_events",
@@ -28,6 +31,7 @@ TABLES = [
     "gate_results",
     "model_aliases",
     "model_versions",
+    "quality_estimates",
     "registered_models",
     "release_revision",
     "rollout_decisions",
@@ -37,7 +41,9 @@ TABLES = [
     "run_params",
     "run_tags",
     "runs",
+    "slo_evaluations",
     "step_runs",
+    "trigger_firings",
 ]
 
 # Holds SQLite's write lock until told to let go on stdin (a second process, not a thread).

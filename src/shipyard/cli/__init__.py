@@ -15,16 +15,21 @@ import typer
 from rich.markup import escape
 
 from shipyard.cli.console import err_console, out
+from shipyard.cli.ct import ct_app
 from shipyard.cli.data import data_app
 from shipyard.cli.deploy import deploy_app
+from shipyard.cli.drift import drift_app
 from shipyard.cli.gates import approve, gate, gates_app
 from shipyard.cli.models import models_app
+from shipyard.cli.monitor import monitor_app
 from shipyard.cli.pipelines import lineage, reproduce, run
 from shipyard.cli.predictions import predictions_app, replay
+from shipyard.cli.quality import quality_app
 from shipyard.cli.release import feedback_app, flags_app, rollout_app
 from shipyard.cli.runs import runs_app
 from shipyard.cli.scoring import score, stream
 from shipyard.cli.serve import serve
+from shipyard.cli.slo import slo_app
 
 app = typer.Typer(
     name="shipyard",
@@ -51,6 +56,11 @@ app.command()(serve)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(flags_app, name="flags")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(drift_app, name="drift")
+app.add_typer(slo_app, name="slo")
+app.add_typer(quality_app, name="quality")
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(ct_app, name="ct")
 
 
 def _print_version(value: bool) -> None:

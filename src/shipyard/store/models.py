@@ -45,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # The newest Alembic revision; a test checks it against the migrations folder.
-SCHEMA_REVISION = "0004_release"
+SCHEMA_REVISION = "0005_monitoring"
 
 
 def utcnow() -> datetime:
@@ -412,3 +412,118 @@ class FeedbackRecord(Base):
     reward: Mapped[float | None] = mapped_column(Float, nullable=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     source: Mapped[str] = mapped_column(String(128))
+
+
+class DriftReferenceRecord(Base):
+    """The binned drift profile of a dataset version, computed once (a streaming pass) and kept."""
+
+    __tablename__ = "drift_references"
+    __table_args__ = (
+        UniqueConstraint("dataset_version_id", "binning", name="uq_drift_references_version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
+    binning: Mapped[str] = mapped_column(String(32))  # the binned profile's format version
+    profile: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DriftResultRecord(Base):
+    """One drift run: a model's current window against its reference, column by column."""
+
+    __tablename__ = "drift_results"
+    __table_args__ = (Index("ix_drift_results_model_at", "model", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reference: Mapped[str] = mapped_column(String(300))  # dataset version ref, e.g. weather@3
+    window_start: Mapped[datetime | None] = mapped_column(nullable=True)
+    window_end: Mapped[datetime | None] = mapped_column(nullable=True)
+    reference_rows: Mapped[int] = mapped_column(BigInteger)
+    current_rows: Mapped[int] = mapped_column(BigInteger)
+    drifted: Mapped[bool]  # the dataset-level verdict for this window
+    drifted_share: Mapped[float] = mapped_column(Float)
+    alerting: Mapped[bool]  # drifted for `persistence` windows in a row
+    result: Mapped[dict[str, Any]]  # per column: method, statistic, threshold, verdict, bins
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+
+
+class SLOEvaluationRecord(Base):
+    """One evaluation of one SLO: its value, budget left and burn rate per alert window."""
+
+    __tablename__ = "slo_evaluations"
+    __table_args__ = (Index("ix_slo_evaluations_model_slo_at", "model", "slo", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    slo: Mapped[str] = mapped_column(String(128))
+    sli: Mapped[str] = mapped_column(String(32))
+    objective: Mapped[float] = mapped_column(Float)
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    budget_remaining: Mapped[float | None] = mapped_column(Float, nullable=True)
+    events: Mapped[int] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any]]  # burn rates by window, the rules that fire
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AlertRecord(Base):
+    """An incident: opened once when its condition first holds, resolved when it clears.
+
+    `open_key` is the key while the alert fires and NULL once resolved, so a unique index keeps
+    one open incident per condition on every backend, whichever process evaluates it."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(300), index=True)
+    open_key: Mapped[str | None] = mapped_column(String(300), nullable=True, unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # slo, drift, quality, rollout, ct
+    model: Mapped[str] = mapped_column(String(128), index=True)
+    severity: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]]
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    notified: Mapped[dict[str, Any]]  # delivery of the firing and resolved notifications
+
+
+class QualityEstimateRecord(Base):
+    """A performance estimate made before labels arrived (CBPE), checked later against them."""
+
+    __tablename__ = "quality_estimates"
+    __table_args__ = (Index("ix_quality_estimates_model_at", "model", "window_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    metric: Mapped[str] = mapped_column(String(32))
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+    predictions: Mapped[int] = mapped_column(BigInteger)
+    estimate: Mapped[float] = mapped_column(Float)
+    detail: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TriggerFiringRecord(Base):
+    """A continuous-training trigger that fired, and what followed: run, version, gates, rollout."""
+
+    __tablename__ = "trigger_firings"
+    __table_args__ = (Index("ix_trigger_firings_model_at", "model", "fired_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128))
+    trigger: Mapped[str] = mapped_column(String(128))  # the trigger's name in the settings
+    kind: Mapped[str] = mapped_column(String(32))  # schedule, dataset, drift, slo, quality
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rollout: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    detail: Mapped[dict[str, Any]]
+    fired_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    fired_by: Mapped[str] = mapped_column(String(128))
