@@ -35,14 +35,17 @@ $(VENV)/.torch: $(VENV)/.synced
 # PostgreSQL's server binaries for the store tests (Debian's package; nothing is started here),
 # and Podman with what the container image test needs: buildah, runc (this kind of machine's
 # cgroups break Podman's default crun), busybox-static, and mmdebstrap to make a Debian base
-# image from Debian's own packages (no container registry is reachable).
+# image from Debian's own packages (no container registry is reachable). Prometheus (it
+# ships promtool too) for the metrics tests: promtool lints /metrics, one test queries a real
+# Prometheus scraping a server (nothing starts by itself: there is no systemd here).
 CONTAINER_PACKAGES := podman buildah runc busybox-static mmdebstrap
+MONITORING_PACKAGES := prometheus
 system-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi
-	@missing=""; for package in $(CONTAINER_PACKAGES); do \
+	@missing=""; for package in $(CONTAINER_PACKAGES) $(MONITORING_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
 	done; \
 	if [ -n "$$missing" ]; then \

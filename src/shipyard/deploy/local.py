@@ -10,6 +10,11 @@ bursts), so a few keep-alive clients that connect together all land on one worke
 core. With a socket each, the kernel spreads new connections across the workers by their
 address hash. The supervisor forwards SIGTERM/SIGINT, waits for the workers' graceful
 shutdown, and restarts a worker that dies.
+
+Metrics across workers: the supervisor gives the workers a fresh folder for prometheus-client's
+multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set before a worker imports prometheus-client),
+so any worker's `/metrics` reports the totals of all of them. A worker that dies is marked dead
+there (its live gauges go; its counts stay), and the folder is removed at shutdown.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -81,6 +88,7 @@ def build_app(config: ServeConfig) -> ServingApp:
         """Another version of a served model, for a release: the same serving options."""
         return Predictor.load(f"{name}@{version}", project=project, options=default.options)
 
+    from shipyard.monitoring.exporter import MonitoringExporter
     from shipyard.release.router import ReleaseRouter
     from shipyard.serving.balance import BOARD_ENV, LoadBoard
 
@@ -92,6 +100,7 @@ def build_app(config: ServeConfig) -> ServingApp:
         router=ReleaseRouter(project, load_version=load_version),
         extensions=release_endpoints(project),
         extension_docs=release_docs(),
+        collectors=[MonitoringExporter(project)],  # drift and SLO gauges on /metrics
     )
 
 
@@ -259,12 +268,19 @@ def _run_worker(
 def _supervise(
     config_env: str, host: str, port: int, workers: int, graceful_timeout_s: int
 ) -> None:
+    from prometheus_client.multiprocess import mark_process_dead
+
+    from shipyard.serving.balance import LoadBoard
+    from shipyard.serving.metrics import MULTIPROC_ENV
+
     # The supervisor binds (without listening) first: a taken port fails here, at once, and
     # the port stays reserved for the workers' group while any of them restarts.
-    from shipyard.serving.balance import LoadBoard
-
     reserved = _listening_socket(host, port, reuse_port=True, listen=False)
     board = LoadBoard.create(workers)
+    # Spawned workers inherit this environment: each imports prometheus-client with it set.
+    metrics_dir = tempfile.mkdtemp(prefix="shipyard-metrics-")
+    previous_env = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = metrics_dir
     context = multiprocessing.get_context("spawn")
 
     def worker(index: int) -> Any:
@@ -295,6 +311,8 @@ def _supervise(
                         "starting; see the messages above"
                     )
                 LoadBoard.reset(board, index, workers)  # its requests died with it
+                # Its queue went with it; its counts stay in the totals.
+                mark_process_dead(process.pid, metrics_dir)  # type: ignore[no-untyped-call]
                 processes[index] = worker(index)
                 processes[index].start()  # died after serving a while: replace it
                 started[index] = time.monotonic()
@@ -311,5 +329,10 @@ def _supervise(
         reserved.close()
         board.close()
         board.unlink()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        if previous_env is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous_env
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -10,6 +10,8 @@ measure accuracy on live traffic.
 
 A batch is all or nothing: every item is checked first (a request id, a label and/or a finite
 reward), then every request id must be in the prediction log (one DuckDB query over the view);
+then each label must fit the version that answered (one of a classifier's classes, a number
+for a regressor, as its registry entry says; a list holds one label per row of the request);
 only then are all rows written, in one transaction. An outcome for a request the log has never
 seen is refused rather than stored: it could never be joined, and a typo in an id would hide.
 The model of each row is the one that answered the request in the log, not what the caller
@@ -170,7 +172,8 @@ def _add(items: list[Any], places: Sequence[str], project: Project | None, sourc
         raise InvalidInput("no feedback items: send at least one {request_id, label or reward}")
     checked = _check(items, places)
     project = _project(project)
-    models = _logged_models([item[0] for item in checked], project)
+    answered = _logged_models([item[0] for item in checked], project)
+    models = {request_id: model for request_id, (model, _) in answered.items()}
     unknown = sorted({request_id for request_id, _, _ in checked if request_id not in models})
     if unknown:
         shown = ", ".join(repr(request_id) for request_id in unknown[:SHOWN])
@@ -181,6 +184,7 @@ def _add(items: list[Any], places: Sequence[str], project: Project | None, sourc
             "or prediction_log_flush_seconds, so a request from the last seconds may not be "
             "there yet: retry shortly"
         )
+    _check_labels(checked, places, answered, project)
     now = utcnow()
     origin = source.strip()[:MAX_SOURCE]
     rows = [
@@ -255,8 +259,8 @@ def _problems(item: Any, where: str) -> list[str]:
     return found
 
 
-def _logged_models(request_ids: list[str], project: Project) -> dict[str, str]:
-    """request id -> the model that answered it, for the ids the log holds (one query).
+def _logged_models(request_ids: list[str], project: Project) -> dict[str, tuple[str, int]]:
+    """request id -> (model, version) that answered it, for the ids the log holds (one query).
 
     The answering record is preferred over a shadow copy; both carry the same model name.
     """
@@ -265,17 +269,97 @@ def _logged_models(request_ids: list[str], project: Project) -> dict[str, str]:
     connection = connect(_open_folder(None, project))
     try:
         relation = connection.sql(
-            "SELECT request_id, model, arm = ? AS shadow FROM predictions "
+            "SELECT request_id, model, version, arm = ? AS shadow FROM predictions "
             "WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
             params=[SHADOW_ARM, sorted(set(request_ids))],
         )
         rows = _arrow(relation).to_pylist()
     finally:
         connection.close()
-    models: dict[str, str] = {}
+    models: dict[str, tuple[str, int]] = {}
     for row in sorted(rows, key=lambda r: bool(r["shadow"]), reverse=True):
-        models[row["request_id"]] = row["model"]  # the answering record (False) written last
+        # the answering record (False) written last
+        models[row["request_id"]] = (row["model"], int(row["version"]))
     return models
+
+
+def _check_labels(
+    checked: list[tuple[str, Any, float | None]],
+    places: Sequence[str],
+    answered: Mapping[str, tuple[str, int]],
+    project: Project,
+) -> None:
+    """Every label fits the version that answered its request; all problems in one error.
+
+    A version the registry does not know (or that does not say what it predicts) takes any
+    JSON label, as before.
+    """
+    expected: dict[tuple[str, int], tuple[str | None, list[Any] | None]] = {}
+    problems: list[str] = []
+    for (request_id, label, _), where in zip(checked, places, strict=True):
+        if label is None:
+            continue
+        key = answered[request_id]
+        if key not in expected:
+            expected[key] = _expected_labels(*key, project)
+        task, classes = expected[key]
+        problem = _label_problem(label, task, classes, f"{key[0]}@{key[1]}")
+        if problem:
+            problems.append(f"{where}: request {request_id!r}: label {label!r} {problem}")
+    if problems:
+        shown = "; ".join(problems[:SHOWN])
+        more = f"; and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
+        raise InvalidInput(f"feedback refused, nothing was stored: {shown}{more}")
+
+
+def _expected_labels(
+    model: str, version: int, project: Project
+) -> tuple[str | None, list[Any] | None]:
+    """(task, classes) of a registered version, from its flavor's record; (None, None) when the
+    registry does not know it."""
+    from shipyard.registry.versions import get
+
+    try:
+        meta = get(f"{model}@{version}", project=project).flavor_meta or {}
+    except NotFound:
+        return None, None
+    classes = meta.get("classes")
+    return meta.get("task"), list(classes) if classes else None
+
+
+def _label_problem(label: Any, task: str | None, classes: list[Any] | None, ref: str) -> str | None:
+    """Why `label` (or a list of them, one per row) cannot be an outcome of this task."""
+    values = label if isinstance(label, list) else [label]
+    for value in values:
+        if value is None:
+            continue  # a row without its outcome yet
+        if classes is not None and not any(_same_class(value, c) for c in classes):
+            return f"is not one of the classes of {ref}: expected one of {classes!r}"
+        if task == "regressor" and (isinstance(value, bool) or not isinstance(value, int | float)):
+            return (
+                f"is not a number: {ref} is a regressor, expected a number; got "
+                f"{type(value).__name__} {value!r}"
+            )
+    return None
+
+
+def _same_class(value: Any, known: Any) -> bool:
+    """A label names a class when equal to it: numbers by value, booleans as 0/1, and a number
+    and its text alike ("1" names 1), as the rollout analysis compares them."""
+    if value == known:
+        return True
+    numbers = []
+    for item in (value, known):
+        if isinstance(item, bool | int | float):
+            numbers.append(float(item))
+        elif isinstance(item, str):
+            try:
+                numbers.append(float(item))
+            except ValueError:
+                return False
+        else:
+            return False
+    return numbers[0] == numbers[1]
 
 
 def _merge(rows: list[FeedbackRecord]) -> dict[str, Feedback]:

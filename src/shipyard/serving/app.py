@@ -28,7 +28,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,7 @@ from shipyard.serving import protocols
 from shipyard.serving.balance import LoadBoard
 from shipyard.serving.batching import MicroBatcher
 from shipyard.serving.cache import ResponseCache
-from shipyard.serving.metrics import ServingMetrics
+from shipyard.serving.metrics import UNKNOWN, Collector, ServingMetrics
 from shipyard.serving.predictor import HookFailed
 from shipyard.serving.protocols import RequestError
 from shipyard.serving.record import DEFAULT_ARM, DiscardSink, PredictionRecord, PredictionSink
@@ -90,6 +90,7 @@ class Response:
 
 
 Extension = Callable[[Request], Response]
+GAUGE_REFRESH_S = 1.0  # across workers, each worker's gauges are refreshed this often
 MAX_SHADOWS_IN_FLIGHT = 256  # mirrored requests waiting for the candidate; beyond: dropped
 SHADOW_BATCH_S = 0.02  # shadow copies wait this long to be predicted together
 
@@ -161,7 +162,10 @@ class ServingApp:
         router: Router | None = None,
         extensions: Mapping[tuple[str, str], Extension] | None = None,
         extension_docs: Mapping[str, Any] | None = None,
+        collectors: Sequence[Collector] = (),
     ) -> None:
+        """`collectors`: more metrics for `/metrics`, from the layers above (drift, SLOs),
+        collected at scrape time."""
         self.loader = loader
         self.board = board
         self.router = router
@@ -173,7 +177,8 @@ class ServingApp:
         self.sink: PredictionSink = sink or DiscardSink()
         self.sink_factory = sink_factory
         self.max_body_bytes = max_body_bytes
-        self.metrics = ServingMetrics()
+        self.metrics = ServingMetrics(collectors)
+        self._gauges: asyncio.Task[None] | None = None
         self.models: dict[str, ServedModel] = {}
         self.ready = False
         self.load_error: str | None = None
@@ -235,8 +240,19 @@ class ServingApp:
                 log.error("loading the models failed: %s", self.load_error)
 
         self._loading = asyncio.create_task(load_in_thread())
+        if self.metrics.multiprocess:
+            self._gauges = asyncio.create_task(self._refresh_gauges())
+
+    async def _refresh_gauges(self) -> None:
+        """Across workers a scrape reads every worker's gauges from their files, but only the
+        answering worker refreshes its own then: the others refresh theirs on a timer."""
+        while True:
+            self.metrics.observe(self.sink)
+            await asyncio.sleep(GAUGE_REFRESH_S)
 
     async def _shutdown(self) -> None:
+        if self._gauges is not None:
+            self._gauges.cancel()
         if self._loading is not None and not self._loading.done():
             await self._loading
         if self._shadow_queue:
@@ -372,34 +388,43 @@ class ServingApp:
     # -- errors ----------------------------------------------------------------------------
 
     def _error(self, exc: Exception, path: str) -> Response:
+        response, kind = self._error_response(exc, path)
+        self._count_error(exc, kind, response.status)
+        return response
+
+    def _error_response(self, exc: Exception, path: str) -> tuple[Response, str]:
+        """The answer to a failed request, and the error's class for the metrics."""
         from shipyard.registry.signature import SignatureError
         from shipyard.serving.explain import ExplanationUnavailable
 
         if isinstance(exc, RequestError):
-            self._count_error("request")
-            return json_response(exc.status, exc.to_json())
+            return json_response(exc.status, exc.to_json()), "request"
         if isinstance(exc, SignatureError):
-            self._count_error("signature")
-            return json_response(422, {"error": exc.message, "problems": exc.problems})
+            return json_response(422, {"error": exc.message, "problems": exc.problems}), "signature"
         if isinstance(exc, NotFound):
-            return json_response(404, {"error": exc.message})
+            return json_response(404, {"error": exc.message}), "not_found"
         if isinstance(exc, ExplanationUnavailable):  # this model cannot be explained: 409
-            return json_response(409, {"error": exc.message})
+            return json_response(409, {"error": exc.message}), "unexplainable"
         if isinstance(exc, HookFailed):
             log.error("%s", exc.message)
-            return json_response(500, {"error": exc.message})
+            return json_response(500, {"error": exc.message}), "hook"
         if isinstance(exc, InvalidInput):
-            self._count_error("input")
-            return json_response(422, {"error": exc.message})
+            return json_response(422, {"error": exc.message}), "input"
         if isinstance(exc, ShipyardError):
-            return json_response(500, {"error": exc.message})
+            return json_response(500, {"error": exc.message}), "model"
         log.exception("unexpected error answering %s", path)
-        return json_response(
-            500, {"error": f"internal error ({type(exc).__name__}); see the server log"}
-        )
+        message = f"internal error ({type(exc).__name__}); see the server log"
+        return json_response(500, {"error": message}), "internal"
 
-    def _count_error(self, kind: str) -> None:
-        self.metrics.errors.labels(kind).inc()
+    def _count_error(self, exc: Exception, kind: str, status: int) -> None:
+        """Errors by class; a prediction request that failed once its model was known also
+        counts, with its status code, among that model's requests (error ratios by arm)."""
+        labels = getattr(exc, _METRIC_LABELS, None)
+        if labels is None:
+            self.metrics.errors.labels(UNKNOWN, UNKNOWN, UNKNOWN, UNKNOWN, kind).inc()
+            return
+        self.metrics.errors.labels(*labels, kind).inc()
+        self.metrics.requests.labels(*labels, str(status)).inc()
 
     # -- health and metadata ---------------------------------------------------------------
 
@@ -431,9 +456,10 @@ class ServingApp:
         )
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(
-            200, self.metrics.render(self.sink), b"text/plain; version=0.0.4; charset=utf-8"
-        )
+        # In a thread: merging the workers' files and the collectors of the layers above
+        # (which may read the metadata store) must not hold up requests on the event loop.
+        text = await asyncio.to_thread(self.metrics.render, self.sink)
+        return Response(200, text, b"text/plain; version=0.0.4; charset=utf-8")
 
     async def _openapi(self, request: Request) -> Response:
         from shipyard.serving.openapi import openapi_document
@@ -516,8 +542,12 @@ class ServingApp:
     async def _answer(
         self, request: Request, served: ServedModel, protocol: str, *, routed: bool = True
     ) -> Response:
-        decoded = protocols.decode(protocol, request.body, served.predictor, request.headers)
-        route = self._route_of(served, request, decoded) if routed else None
+        try:
+            decoded = protocols.decode(protocol, request.body, served.predictor, request.headers)
+            route = self._route_of(served, request, decoded) if routed else None
+        except Exception as exc:  # counted by `_error` under this model, before any arm
+            _label_failure(exc, served, UNKNOWN, protocol)
+            raise
         arm = DEFAULT_ARM
         hooks_off: frozenset[str] = frozenset()
         if route is not None:
@@ -526,6 +556,7 @@ class ServingApp:
             prediction = await self._prediction(served, decoded, hooks_off)
         except Exception as exc:
             self._record_failure(request, served, protocol, arm, exc)
+            _label_failure(exc, served, arm, protocol)
             raise
         predictor = served.predictor
         body, _ = protocols.encode(protocol, decoded, prediction, predictor, request.request_id)
@@ -731,6 +762,15 @@ class ServingApp:
                 **importance.to_json(),
             },
         )
+
+
+_METRIC_LABELS = "_shipyard_metric_labels"
+
+
+def _label_failure(exc: Exception, served: ServedModel, arm: str, protocol: str) -> None:
+    """Tag a failed prediction's exception with its metric labels: `_error` counts it by
+    class under them, on the error path only (nothing is added to a successful request)."""
+    setattr(exc, _METRIC_LABELS, (*served.labels, arm, protocol))
 
 
 def _model_metadata(served: ServedModel) -> dict[str, Any]:
