@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         "pipeline, its parameters, the triggers and the rollout that follows (see "
         "docs/continuous-training.md).",
     )
+    open_reads: bool = Field(
+        default=False,
+        description="Whether the control API and the dashboard answer reads without a token; "
+        "state changes always need one (see docs/access.md).",
+    )
     user: str = Field(
         default_factory=_default_user, description="Who is recorded as the author of changes."
     )

@@ -20,6 +20,8 @@ TABLES = [
     "alembic_version",
     "alerts",
     "alias_events",
+    "api_tokens",
+    "audit_events",
     "dataset_versions",
     "datasets",
     "drift_references",

@@ -45,7 +45,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # The newest Alembic revision; a test checks it against the migrations folder.
-SCHEMA_REVISION = "0005_monitoring"
+SCHEMA_REVISION = "0006_access"
 
 
 def utcnow() -> datetime:
@@ -527,3 +527,40 @@ class TriggerFiringRecord(Base):
     fired_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
     fired_by: Mapped[str] = mapped_column(String(128))
+
+
+class APITokenRecord(Base):
+    """An API token: only its sha256 is kept; `public_id` finds the row without the secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer, operator, admin
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AuditEventRecord(Base):
+    """One state change made through the control API or the dashboard, and who made it."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(128), index=True)  # the token's owner
+    token_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))
+    via: Mapped[str] = mapped_column(String(16))  # api, dashboard, cli
+    action: Mapped[str] = mapped_column(String(64))  # e.g. rollout.promote
+    target: Mapped[str] = mapped_column(String(300))  # e.g. rollout:churn-v2
+    outcome: Mapped[str] = mapped_column(String(16))  # done, refused, failed
+    detail: Mapped[dict[str, Any]]
