@@ -139,3 +139,42 @@ def test_a_feature_missing_from_the_reference_is_named(tmp_path: Path, project: 
         drift.check("churn", since=_at(0), until=_at(1), project=project)
     with project.metadata.read() as session:
         assert session.scalar(select(func.count()).select_from(DriftResultRecord)) == 0
+
+
+def test_the_reference_is_the_training_data_not_a_held_out_slice(logged: Project) -> None:
+    """A version that records its training data and a smaller held-out slice with the same
+    columns drifts against the training data (the whole picture), not the slice."""
+    import shipyard.data as data
+    from shipyard.registry.versions import register
+
+    project = logged
+    train = data.get("churn-train@1", project=project)
+    holdout = data.add(frame(50, seed=7), "churn-holdout", project=project)
+    fitted = _small_classifier(train.to_pandas())
+    version = register(
+        fitted,
+        "slices",
+        training_data=train,
+        datasets=[holdout],
+        target="churned",
+        project=project,
+    )
+    assert sorted(version.datasets) == sorted([train.ref, holdout.ref])
+    write_log(project, records(frame(200, seed=1), T0, model="slices", prefix="slices"))
+    found = drift.check("slices", since=_at(0), until=_at(1), project=project, save=False)
+    assert found.reference == train.ref and found.reference_rows == train.num_rows
+
+
+def _small_classifier(train: object) -> object:
+    """A small classifier on the drift helpers' features (the same recipe as register_model)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    frame_ = train  # a pandas DataFrame
+    encode = ColumnTransformer(
+        [("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+    )
+    model = Pipeline([("encode", encode), ("fit", LogisticRegression(max_iter=1000))])
+    return model.fit(frame_[FEATURES], frame_["churned"])  # type: ignore[index]

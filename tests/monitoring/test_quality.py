@@ -347,3 +347,19 @@ def test_cli_shows_estimates_and_checks_quality(world: World) -> None:
     assert refused.returncode != 0
     assert "such as 15m, 1h or 1d; got 'hourly'" in refused.stdout + refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_estimates_over_unaligned_windows_are_weighted_into_buckets() -> None:
+    """The monitoring pass estimates whatever arrived since its last pass, so estimate windows
+    straddle buckets: each counts with its predictions times the share of its window inside."""
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    minutes = timedelta(minutes=1)
+    estimates = [
+        (1, t, t + 30 * minutes, 100, 0.8),
+        (1, t + 30 * minutes, t + 90 * minutes, 300, 0.6),  # half of it in the first hour
+        (2, t, t + 60 * minutes, 50, 0.1),  # another version: not counted for version 1
+    ]
+    first_hour = q._estimate_for(estimates, 1, t, t + 60 * minutes)
+    assert first_hour == pytest.approx((100 * 0.8 + 150 * 0.6) / 250)
+    assert q._estimate_for(estimates, 1, t + 60 * minutes, t + 120 * minutes) == 0.6
+    assert q._estimate_for(estimates, 1, t + 120 * minutes, t + 180 * minutes) is None

@@ -33,6 +33,10 @@ STATUS_STYLE = {
     "skipped": "yellow",
     "gates_failed": "red",
     "failed": "bold red",
+    "promoted": "green",
+    "rolled_back": "red",
+    "aborted": "red",
+    "paused": "yellow",
 }
 
 
@@ -167,7 +171,8 @@ def history(
             escape(firing.trigger),
             firing.kind,
             escape(_outcome(firing)),
-            _status(firing.status),
+            _status(firing.status)
+            + (f" ({_status(firing.rollout_status)})" if firing.rollout_status else ""),
             (firing.run_id or "-")[:12],
             str(firing.version) if firing.version is not None else "-",
             escape(firing.rollout or "-"),
@@ -213,7 +218,7 @@ def triggers(
         _print_json([state.to_dict() for state in states])
         return
     if not states:
-        out.print("no continuous training is configured: add [training.MODEL] to shipyard.toml")
+        out.print("no continuous training is configured: add \\[training.MODEL] to shipyard.toml")
         return
     table = Table("model", "trigger", "kind", "due", "why", "next", title="triggers, now")
     for state in states:

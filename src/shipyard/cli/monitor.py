@@ -46,8 +46,9 @@ def run(
 ) -> None:
     """Check drift, evaluate SLOs (raising and resolving alerts) and estimate quality.
 
-    Every model with `[drift.MODEL]` or `[[slos.MODEL]]` in shipyard.toml is watched. Runs
-    until SIGINT or SIGTERM, which stop it after the current pass; --once is one pass (for cron).
+    Every model with a drift or SLO section in shipyard.toml (drift.MODEL, slos.MODEL) is
+    watched. Runs until SIGINT or SIGTERM, which stop it after the current pass; --once is one
+    pass (for cron).
     """
     import signal
     import threading

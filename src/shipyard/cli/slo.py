@@ -86,7 +86,7 @@ def _show(results: Sequence[SLOStatus], as_json: bool) -> None:
         _print_json([result.to_dict() for result in results])
         return
     if not results:
-        out.print("no SLOs declared: add [[slos.MODEL]] tables to shipyard.toml (docs/slos.md)")
+        out.print("no SLOs declared: add \\[\\[slos.MODEL]] tables to shipyard.toml (docs/slos.md)")
         return
     table = Table(
         "model", "SLO", "SLI", "objective", "value", "budget left",

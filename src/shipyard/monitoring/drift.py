@@ -885,7 +885,7 @@ def check(
     _persist(result, previous, spec)
     if save:
         result = _save(result, project)
-        _alert(result, previous, project, at)
+        _alert(result, project, at)
     return result
 
 
@@ -950,10 +950,13 @@ def _reference_version(
         )
     inputs = model_version.signature.input_names if model_version.signature else []
     candidates = [get_dataset(r, project=project) for r in model_version.datasets]
-    for candidate in candidates:  # the first that holds every input of the signature
-        if all(name in candidate.schema.names for name in inputs):
-            return candidate
-    return candidates[0]
+    holding = [c for c in candidates if all(name in c.schema.names for name in inputs)]
+    # What the run read, not what it wrote (its held-out rows, scored copies): a version the
+    # training run itself produced is a slice of the data, never the whole training input. Of
+    # what remains, the largest version is the fullest picture of the training distribution.
+    read = [c for c in holding if not (c.run_id and c.run_id == model_version.run_id)]
+    chosen = read or holding or candidates
+    return max(chosen, key=lambda candidate: candidate.num_rows)
 
 
 def _features(
@@ -1096,37 +1099,38 @@ def _save(result: DriftResult, project: Project) -> DriftResult:
         return replace(result, id=row.id)
 
 
-def _alert(
-    result: DriftResult, previous: DriftResult | None, project: Project, at: datetime
-) -> None:
+def _alert(result: DriftResult, project: Project, at: datetime) -> None:
     from shipyard.monitoring.alerting import clear_alert, raise_alert
 
-    was = previous is not None and previous.alerting
+    # Raised or cleared by the current state, not by its change: an incident is opened once
+    # (raise_alert is a no-op while one is open), and one resolved by hand reopens if drift goes on.
     key = f"drift:{result.model}"
-    if result.alerting and not was:
-        drifted = [c["name"] for c in result.columns if c["drifted"]]
-        raise_alert(
-            key=key,
-            kind="drift",
-            model=result.model,
-            severity="warning",
-            summary=(
-                f"{result.model}@{result.version}: {len(drifted)} of {len(result.columns)} "
-                f"columns drifted against {result.reference} for "
-                f"{result.dataset['streak']} windows in a row ({', '.join(drifted)})"
-            ),
-            evidence={
-                "result_id": result.id,
-                "drifted_share": result.drifted_share,
-                "drifted_columns": drifted,
-                "window_start": _iso(result.window_start),
-                "window_end": _iso(result.window_end),
-            },
-            project=project,
-            now=at,
-        )
-    elif was and not result.alerting:
+    if not result.alerting:
         clear_alert(key, project=project, now=at)
+        return
+    inputs = [c for c in result.columns if c["role"] == "input"]
+    drifted = [c["name"] for c in inputs if c["drifted"]]
+    outputs = [c["name"] for c in result.columns if c["role"] != "input" and c["drifted"]]
+    raise_alert(
+        key=key,
+        kind="drift",
+        model=result.model,
+        severity="warning",
+        summary=(
+            f"{result.model} v{result.version}: {len(drifted)} of {len(inputs)} input columns "
+            f"drifted against {result.reference} for {result.dataset['streak']} windows in a row "
+            f"({', '.join(drifted)})" + ("; its predictions drifted too" if outputs else "")
+        ),
+        evidence={
+            "result_id": result.id,
+            "drifted_share": result.drifted_share,
+            "drifted_columns": drifted + outputs,
+            "window_start": _iso(result.window_start),
+            "window_end": _iso(result.window_end),
+        },
+        project=project,
+        now=at,
+    )
 
 
 # -- small helpers ----------------------------------------------------------------------------

@@ -378,7 +378,8 @@ def quality(
 ) -> list[QualityPoint]:
     """Per version and time bucket: predictions, labelled ones, coverage, and accuracy and
     macro F1 (classifiers) or MAE and RMSE (regressors) on the labelled ones; with the CBPE
-    estimate stored for exactly that bucket and version, and its error once labels exist.
+    estimates stored for that version over the bucket (weighted by the predictions they cover
+    inside it), and their error once labels exist.
 
     Buckets are aligned to the epoch in UTC (1h buckets start on the hour); ordered by bucket,
     then version. Buckets without predictions are left out.
@@ -400,7 +401,7 @@ def quality(
     points = []
     for (start, version), count in sorted(predicted.items()):
         end = start + timedelta(seconds=size_s)
-        stored = estimates.get((version, start, end))
+        stored = _estimate_for(estimates, version, start, end)
         points.append(
             _point(start, end, version, tasks[version].kind, count,
                    scored.get((start, version), []), stored)
@@ -460,20 +461,43 @@ def _f1_macro(scored: Sequence[_Outcome]) -> float:
 
 def _stored_estimates(
     model: str, since: datetime | None, until: datetime | None, project: Project | None
-) -> dict[tuple[int, datetime, datetime], float]:
-    """(version, window start, window end) -> the newest stored accuracy estimate."""
+) -> list[tuple[int, datetime, datetime, int, float]]:
+    """(version, window start, window end, predictions, estimate) of every stored accuracy
+    estimate whose window overlaps [since, until)."""
     from sqlalchemy import select
 
     from shipyard.store.models import QualityEstimateRecord as Row
 
     statement = select(Row).where(Row.model == model, Row.metric == METRIC)
     if since is not None:
-        statement = statement.where(Row.window_start >= since)
+        statement = statement.where(Row.window_end > since)
     if until is not None:
-        statement = statement.where(Row.window_end <= until)
+        statement = statement.where(Row.window_start < until)
     with _project(project).metadata.read() as session:
         rows = session.scalars(statement.order_by(Row.created_at, Row.id)).all()
-        return {(r.version, r.window_start, r.window_end): r.estimate for r in rows}
+        return [(r.version, r.window_start, r.window_end, r.predictions, r.estimate) for r in rows]
+
+
+def _estimate_for(
+    estimates: list[tuple[int, datetime, datetime, int, float]],
+    version: int,
+    start: datetime,
+    end: datetime,
+) -> float | None:
+    """The bucket's estimated accuracy: the estimates of `version` whose windows overlap it,
+    averaged with weights of their predictions times the share of their window inside the
+    bucket (an estimate's windows need not line up with the buckets: the monitoring pass
+    estimates whatever arrived since its last pass)."""
+    total = weight = 0.0
+    for number, low, high, predictions, value in estimates:
+        overlap = (min(high, end) - max(low, start)).total_seconds()
+        span = (high - low).total_seconds()
+        if number != version or overlap <= 0 or span <= 0:
+            continue
+        share = predictions * overlap / span
+        total += share * value
+        weight += share
+    return total / weight if weight > 0 else None
 
 
 def _project(project: Project | None) -> Project:

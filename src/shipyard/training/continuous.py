@@ -81,6 +81,9 @@ class Firing:
     fired_at: datetime
     finished_at: datetime | None
     fired_by: str
+    # Where the firing's rollout stands now (running, promoted, rolled_back, ...), read from the
+    # release state: a "rolling_out" firing's story ends with its rollout's.
+    rollout_status: str | None = None
 
     @property
     def ref(self) -> str | None:
@@ -124,14 +127,15 @@ class Firing:
         if self.status == "rolling_out":
             approved = self.detail.get("approved_by")
             by = f" (approved by {approved})" if approved else ""
+            now = f"; the rollout is {self.rollout_status}" if self.rollout_status else ""
             return (
                 f"{head} trained {self.ref}{run}; it passed the gates of policy "
-                f"{gates.get('policy')!r} and its rollout {self.rollout} started{by}"
+                f"{gates.get('policy')!r} and its rollout {self.rollout} started{by}{now}"
             )
         return f"{head}: {self.status}"
 
 
-def _to_firing(row: TriggerFiringRecord) -> Firing:
+def _to_firing(row: TriggerFiringRecord, rollout_status: str | None = None) -> Firing:
     return Firing(
         id=row.id,
         model=row.model,
@@ -146,7 +150,22 @@ def _to_firing(row: TriggerFiringRecord) -> Firing:
         fired_at=row.fired_at,
         finished_at=row.finished_at,
         fired_by=row.fired_by,
+        rollout_status=rollout_status,
     )
+
+
+def _read_firings(session: Session, rows: list[TriggerFiringRecord]) -> list[Firing]:
+    """Firings with their rollouts' current status (the newest rollout of each name)."""
+    names = {row.rollout for row in rows if row.rollout}
+    statuses: dict[str, str] = {}
+    if names:
+        found = session.execute(
+            select(RolloutRecord.name, RolloutRecord.status)
+            .where(RolloutRecord.name.in_(names))
+            .order_by(RolloutRecord.created_at)
+        )
+        statuses = {name: status for name, status in found}
+    return [_to_firing(row, statuses.get(row.rollout or "")) for row in rows]
 
 
 def _now() -> datetime:
@@ -711,7 +730,7 @@ def history(
         query = query.where(TriggerFiringRecord.model == model)
     query = query.order_by(TriggerFiringRecord.fired_at.desc(), TriggerFiringRecord.id.desc())
     with project.metadata.read() as session:
-        return [_to_firing(row) for row in session.scalars(query.limit(limit))]
+        return _read_firings(session, list(session.scalars(query.limit(limit))))
 
 
 def get_firing(firing_id: int, *, project: Project | None = None) -> Firing:
@@ -720,7 +739,7 @@ def get_firing(firing_id: int, *, project: Project | None = None) -> Firing:
         row = session.get(TriggerFiringRecord, firing_id)
         if row is None:
             raise NotFound(f"no firing {firing_id}; `shipyard ct history` lists them")
-        return _to_firing(row)
+        return _read_firings(session, [row])[0]
 
 
 def approve(firing_id: int, *, note: str = "", project: Project | None = None) -> Firing:
