@@ -30,6 +30,8 @@ from shipyard.cli.runs import runs_app
 from shipyard.cli.scoring import score, stream
 from shipyard.cli.serve import serve
 from shipyard.cli.slo import slo_app
+from shipyard.cli.tokens import tokens_app
+from shipyard.cli.ui import ui
 
 app = typer.Typer(
     name="shipyard",
@@ -61,6 +63,8 @@ app.add_typer(slo_app, name="slo")
 app.add_typer(quality_app, name="quality")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(ct_app, name="ct")
+app.add_typer(tokens_app, name="tokens")
+app.command()(ui)
 
 
 def _print_version(value: bool) -> None:

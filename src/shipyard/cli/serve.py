@@ -29,6 +29,10 @@ def serve(
     home: Annotated[
         Path | None, typer.Option(help="The project folder (default: found from here).")
     ] = None,
+    ui: Annotated[
+        bool,
+        typer.Option("--ui", help="Also serve the dashboard (/ui) and the control API (/api/v1)."),
+    ] = False,
 ) -> None:
     """Serve models over HTTP: Open Inference Protocol v2, MLflow /invocations, /predict."""
     from shipyard.deploy.local import serve as run_server
@@ -46,4 +50,5 @@ def serve(
         max_body_bytes=max_body_bytes,
         log=log,
         graceful_timeout_s=graceful_timeout,
+        mounts=["shipyard.ui.app:mounted"] if ui else [],
     )

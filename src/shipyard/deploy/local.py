@@ -50,6 +50,10 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log: bool = True
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Apps mounted beside the models, as import strings `module:factory` (the layers above,
+    # e.g. the dashboard, which this layer cannot import): factory(home) -> ASGI app, and the
+    # module's MOUNTED_PREFIXES say which paths it answers.
+    mounts: list[str] = field(default_factory=list)
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -153,9 +157,41 @@ def release_endpoints(project: Any) -> dict[tuple[str, str], Any]:
     return {("POST", "/feedback"): feedback}
 
 
-def create_app() -> ServingApp:
+def create_app() -> Any:
     """uvicorn's factory in each worker process."""
-    return build_app(ServeConfig.from_env())
+    config = ServeConfig.from_env()
+    return mount(build_app(config), config.mounts, config.home)
+
+
+def mount(app: ServingApp, mounts: list[str], home: str | None) -> Any:
+    """`app` with the apps named in `mounts` answering their own path prefixes."""
+    import importlib
+
+    routes: list[tuple[str, Any]] = []
+    for target in mounts:
+        module_name, _, factory = target.partition(":")
+        module = importlib.import_module(module_name)
+        mounted = getattr(module, factory)(home)
+        routes += [(prefix, mounted) for prefix in module.MOUNTED_PREFIXES]
+    return PrefixDispatch(app, routes) if routes else app
+
+
+class PrefixDispatch:
+    """Sends HTTP requests under a mounted prefix to its app; the rest (and the lifespan) to
+    the model server."""
+
+    def __init__(self, app: ServingApp, routes: list[tuple[str, Any]]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path = scope["path"]
+            for prefix, mounted in self.routes:
+                if path == prefix or path.startswith(prefix + "/"):
+                    await mounted(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def check_refs(refs: list[str], home: str | None) -> list[str]:
@@ -190,15 +226,24 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log: bool = True,
     graceful_timeout_s: int = GRACEFUL_TIMEOUT_S,
+    mounts: list[str] | None = None,
 ) -> None:
-    """Serve `refs` until SIGINT/SIGTERM; in-flight requests finish and the log is flushed."""
+    """Serve `refs` until SIGINT/SIGTERM; in-flight requests finish and the log is flushed.
+
+    `mounts`: import strings of apps served beside the models (see `ServeConfig.mounts`)."""
     if workers < 1:
         raise InvalidInput(f"workers must be >= 1; got {workers}")
     if not 0 < port < 65536:
         raise InvalidInput(f"port must be between 1 and 65535; got {port}")
     folder = str(Path(home).resolve()) if home is not None else None
     check_refs(refs, folder)
-    config = ServeConfig(refs=list(refs), home=folder, max_body_bytes=max_body_bytes, log=log)
+    config = ServeConfig(
+        refs=list(refs),
+        home=folder,
+        max_body_bytes=max_body_bytes,
+        log=log,
+        mounts=list(mounts or []),
+    )
     if workers == 1:  # each worker puts the configuration where create_app() finds it
         _run_worker(config.to_env(), host, port, graceful_timeout_s, reuse_port=False)
     else:
