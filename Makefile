@@ -40,12 +40,15 @@ $(VENV)/.torch: $(VENV)/.synced
 # Prometheus scraping a server (nothing starts by itself: there is no systemd here).
 CONTAINER_PACKAGES := podman buildah runc busybox-static mmdebstrap
 MONITORING_PACKAGES := prometheus
+# Debian's Chromium for the dashboard's browser tests (Playwright drives /usr/bin/chromium;
+# Playwright's own browser download is never used).
+BROWSER_PACKAGES := chromium
 system-packages:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
 	fi
-	@missing=""; for package in $(CONTAINER_PACKAGES) $(MONITORING_PACKAGES); do \
+	@missing=""; for package in $(CONTAINER_PACKAGES) $(MONITORING_PACKAGES) $(BROWSER_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$package"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -127,6 +127,12 @@ class RunRecord(Base):
     """One tracked run: who ran what code, in which environment, with what seed, how it went."""
 
     __tablename__ = "runs"
+    # The dashboard's runs list: newest first, optionally by pipeline or status, a page at a time.
+    __table_args__ = (
+        Index("ix_runs_started_id", "started_at", "id"),
+        Index("ix_runs_pipeline_started", "pipeline", "started_at"),
+        Index("ix_runs_status_started", "status", "started_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(256), default="")

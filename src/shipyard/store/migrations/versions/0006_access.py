@@ -1,4 +1,5 @@
-"""access: API tokens (hashed) and the audit trail of state changes made through them
+"""access: API tokens (hashed), the audit trail of state changes made through them, and the
+indexes the dashboard's runs list pages through
 
 Revision ID: 0006_access
 Revises: 0005_monitoring
@@ -48,9 +49,16 @@ def upgrade() -> None:
         sa.Column("detail", JSONDocument, nullable=False),
     )
     op.create_index("ix_audit_events_at", "audit_events", ["at"])
+    # The dashboard's runs list: newest first, by pipeline or status, a page at a time.
+    op.create_index("ix_runs_started_id", "runs", ["started_at", "id"])
+    op.create_index("ix_runs_pipeline_started", "runs", ["pipeline", "started_at"])
+    op.create_index("ix_runs_status_started", "runs", ["status", "started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_status_started", table_name="runs")
+    op.drop_index("ix_runs_pipeline_started", table_name="runs")
+    op.drop_index("ix_runs_started_id", table_name="runs")
     op.drop_index("ix_audit_events_at", table_name="audit_events")
     op.drop_table("audit_events")
     op.drop_table("api_tokens")
