@@ -3,9 +3,11 @@
 Contenders that are not shipyard dependencies live in the benchmarks' own virtualenvs, made here
 from pinned requirements when missing or stale: DVC in benchmarks/.venv (requirements.txt),
 MLflow in benchmarks/.venv-mlflow (requirements-mlflow.txt) and BentoML in benchmarks/.venv-bentoml
-(requirements-bentoml.txt; each a venv of its own so that no contender's pins move another's). The
-serving benchmark's load generator, `hey`, is Debian's package, installed with apt-get when missing.
-If one cannot be made, the benchmarks say so and go on without that contender.
+(requirements-bentoml.txt), and the drift benchmark's Evidently, NannyML and alibi-detect in
+benchmarks/.venv-evidently, .venv-nannyml and .venv-alibi (requirements-evidently.txt, ...); each
+a venv of its own so that no contender's pins move another's. The serving benchmark's load
+generator, `hey`, is Debian's package, installed with apt-get when missing. If one cannot be
+made, the benchmarks say so and go on without that contender.
 
 `python benchmarks/run.py --only tracking` runs one benchmark and replaces only its section of
 RESULTS.md; every section says when and on what machine it was measured.
@@ -23,7 +25,8 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +36,13 @@ MLFLOW_VENV = HERE / ".venv-mlflow"
 MLFLOW_REQUIREMENTS = HERE / "requirements-mlflow.txt"
 BENTOML_VENV = HERE / ".venv-bentoml"
 BENTOML_REQUIREMENTS = HERE / "requirements-bentoml.txt"
+# The drift benchmark's peers, each in a venv of its own: name -> (venv, requirements, module).
+DRIFT_PEERS = {
+    "evidently": (HERE / ".venv-evidently", HERE / "requirements-evidently.txt", "evidently"),
+    "nannyml": (HERE / ".venv-nannyml", HERE / "requirements-nannyml.txt", "nannyml"),
+    "alibi-detect": (HERE / ".venv-alibi", HERE / "requirements-alibi.txt", "alibi_detect"),
+}
+DRIFT_INSTALL_TIMEOUT_S = 600  # NannyML pulls in LightGBM, FLAML, s3fs, gcsfs, ...
 RESULTS = HERE / "RESULTS.md"
 INSTALL_TIMEOUT_S = 240
 MLFLOW_INSTALL_TIMEOUT_S = 480  # MLflow pulls in pandas, scipy, scikit-learn, matplotlib, ...
@@ -47,6 +57,8 @@ BENCHMARKS = {
     "registry": "## Model registry",
     "serving": "## Serving",
     "release": "## Release",
+    "drift": "## Drift",
+    "ui": "## Dashboard",
 }
 
 
@@ -63,6 +75,8 @@ class Tools:
     bentoml_note: str = "not set up"  # BentoML's version, or why it could not be installed
     hey: str | None = None  # the `hey` load generator (Debian's package), or None
     hey_note: str = "not set up"  # its package version, or why it could not be installed
+    # The drift peers' interpreters (None when not installed) and versions or why not, by name.
+    drift_peers: Mapping[str, tuple[Path | None, str]] = field(default_factory=dict)
 
 
 def _venv_bin(venv: Path, name: str) -> Path:
@@ -178,6 +192,30 @@ def ensure_bentoml() -> tuple[Path | None, str]:
         problem = f"import bentoml exited {done.returncode}: {_tail(done.stderr)}"
     print(f"BentoML could not be installed here: {problem}")
     return None, problem
+
+
+def ensure_drift_peers() -> dict[str, tuple[Path | None, str]]:
+    """Each drift peer's interpreter and version, or None and why it could not be installed."""
+    found: dict[str, tuple[Path | None, str]] = {}
+    for name, (venv, requirements, module) in DRIFT_PEERS.items():
+        python = _venv_bin(venv, "python")
+        problem = _ensure_venv(venv, requirements, python, DRIFT_INSTALL_TIMEOUT_S)
+        if problem is None:
+            # pyarrow too: the workers read the benchmark's Parquet files with it.
+            check = f"import pyarrow.parquet, {module}; print({module}.__version__)"
+            done = subprocess.run(
+                [str(python), "-c", check],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode == 0:
+                found[name] = (python, f"{name} {done.stdout.strip().splitlines()[-1]}")
+                continue
+            problem = f"import {module} exited {done.returncode}: {_tail(done.stderr)}"
+        print(f"{name} could not be installed here: {problem}")
+        found[name] = (None, problem)
+    return found
 
 
 def _hey_version() -> str:
@@ -351,11 +389,13 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(HERE))
     import bench_data_add  # the benchmarks sit beside this file
+    import bench_drift
     import bench_pipeline_cache
     import bench_registry
     import bench_release
     import bench_serving
     import bench_tracking
+    import bench_ui
 
     started = time.perf_counter()
     dvc, dvc_note = ensure_dvc() if "data-add" in selected else (None, "not run")
@@ -364,8 +404,18 @@ def main(argv: list[str] | None = None) -> int:
     bentoml, bentoml_note = ensure_bentoml() if "serving" in selected else (None, "not run")
     needs_hey = {"serving", "release"} & set(selected)
     hey, hey_note = ensure_hey() if needs_hey else (None, "not run")
+    drift_peers = ensure_drift_peers() if "drift" in selected else {}
     tools = Tools(
-        sys.executable, dvc, dvc_note, mlflow, mlflow_note, bentoml, bentoml_note, hey, hey_note
+        sys.executable,
+        dvc,
+        dvc_note,
+        mlflow,
+        mlflow_note,
+        bentoml,
+        bentoml_note,
+        hey,
+        hey_note,
+        drift_peers,
     )
     when = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     fresh: dict[str, str] = {}
@@ -383,6 +433,10 @@ def main(argv: list[str] | None = None) -> int:
         fresh["serving"] = bench_serving.run(tools, options)
     if "release" in selected:
         fresh["release"] = bench_release.run(tools)
+    if "drift" in selected:
+        fresh["drift"] = bench_drift.run(tools)
+    if "ui" in selected:
+        fresh["ui"] = bench_ui.run(tools)
     write_results(fresh, f"Measured {when} on: {machine()}.")
     print(f"\nwrote {RESULTS.relative_to(HERE.parent)} ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -5,6 +5,7 @@ request id, SQL in a filter) leaves the project as it was."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,8 @@ from shipyard.store.models import AuditEventRecord, RolloutDecisionRecord
 from shipyard.ui.app import create_app
 from shipyard.ui.dashboard import COOKIE, csrf_token
 from shipyard.ui.pages import runs as run_pages
+from shipyard.ui.pages.charts import LEGEND_CHAR, THRESHOLD_SPACING, line_chart, step_chart
+from shipyard.ui.pages.common import exact_percent
 
 
 @pytest.fixture(scope="module")
@@ -191,8 +194,24 @@ def test_the_rollout_page_draws_the_split_and_the_analysis(
     arms = {arm for d in decisions for arm in d.after["weights"]}  # v1, v2
     assert chart.group(0).count('<circle class="point"') == len(decisions) * len(arms)
     assert html.count('data-testid="decision-row"') == len(decisions) == 2
+    # The start decision stores its "before" as a bare split ({"v1": 100.0}): it is shown.
+    start = re.search(r'data-action="start">(.*?)</tr>', html, re.S)
+    assert start is not None and "<td>v1 100%</td><td>v1 90% / v2 10%</td>" in start.group(0)
     live = viewer.get(f"/ui/rollouts/{TO_ABORT}").text
     assert 'data-testid="analysis"' in live and "error_rate" in live and "max 0.2" in live
+
+
+def test_a_time_axis_never_shows_one_time_twice() -> None:
+    at = datetime(2026, 11, 26, 10, 52, 31, tzinfo=UTC)
+    one = step_chart([at], {"v1": [90.0], "v2": [10.0]}, end=at, title="one decision")
+    assert [t.label for t in one.x_ticks] == ["11-26 10:52:31"]
+    seconds = step_chart([at], {"v1": [100.0]}, end=at + timedelta(seconds=4), title="seconds")
+    assert [t.label for t in seconds.x_ticks] == ["11-26 10:52:31", "11-26 10:52:35"]
+    # Seconds across a minute's turn still read to the second, not as 10:52 to 10:53.
+    turn = step_chart([at], {"v1": [100.0]}, end=at + timedelta(seconds=40), title="turn")
+    assert [t.label for t in turn.x_ticks] == ["11-26 10:52:31", "11-26 10:53:11"]
+    hours = step_chart([at], {"v1": [100.0]}, end=at + timedelta(hours=2), title="hours")
+    assert [t.label for t in hours.x_ticks] == ["11-26 10:52", "11-26 12:52"]
 
 
 def test_the_slo_page_draws_one_point_per_stored_evaluation(
@@ -205,6 +224,31 @@ def test_the_slo_page_draws_one_point_per_stored_evaluation(
     assert burn_down.group(0).count('<circle class="point"') == len(stored)
     burn_rate = re.search(r'data-testid="burn-rate-chart".*?</svg>', html, re.S)
     assert burn_rate is not None and 'class="threshold"' in burn_rate.group(0)
+    # The objective 0.99 reads 99%, with no trailing zeros (here and on the overview).
+    row = re.search(r'data-testid="slo-row" data-slo="churn/availability">(.*?)</tr>', html, re.S)
+    assert row is not None and '<td class="number">99%</td>' in row.group(1)
+    assert "99.0000%" not in html and "99.0000%" not in viewer.get("/ui/").text
+    assert [exact_percent(v) for v in (0.999, 0.9995, 1, 0.5)] == ["99.9%", "99.95%", "100%", "50%"]
+
+
+def test_legends_wrap_inside_the_canvas_and_threshold_labels_stay_off_the_plot() -> None:
+    at = datetime(2024, 5, 1, 13, 30, tzinfo=UTC)
+    times = [at + timedelta(minutes=30 * i) for i in range(3)]
+    windows = ["5m", "30m", "1h", "6h", "1d", "3d"] + [f"a long series name {i}" for i in range(4)]
+    chart = line_chart(
+        times,
+        {w: [0.5, 1.0, 1.5] for w in windows},
+        title="burn rates",
+        y_label="burn rate",
+        thresholds=[(1.0, "ticket 1x (3d)"), (1.2, "ticket 1.2x (1d)"), (14.4, "page 14.4x (1h)")],
+    )
+    assert [e.name for e in chart.legend] == windows and len({e.y for e in chart.legend}) > 1
+    for entry in chart.legend:
+        assert entry.text_x + len(entry.name) * LEGEND_CHAR <= chart.frame.width, entry
+        assert entry.y <= chart.height
+    labels = sorted(t.label_y for t in chart.thresholds)
+    assert all(b - a >= THRESHOLD_SPACING for a, b in itertools.pairwise(labels))
+    assert chart.frame.right + 6 + len("page 14.4x (1h)") * 5.6 <= chart.frame.width
 
 
 def test_the_drift_page_overlays_the_histograms_and_trends_each_feature(
@@ -331,6 +375,19 @@ def test_an_unknown_request_id_or_page_is_a_404_page(viewer: TestClient) -> None
         response = viewer.get(path)
         assert response.status_code == 404, path
         assert 'data-testid="error-page"' in response.text and "Traceback" not in response.text
+        assert f'<span data-testid="who-name">{VIEWER}</span>' in response.text, path
+
+
+def test_error_pages_show_who_is_signed_in(seeded: Seeded, viewer: TestClient) -> None:
+    refused = viewer.post(f"/ui/rollouts/{TO_ABORT}/abort", data={"csrf": "0" * 64})
+    assert refused.status_code == 403 and 'data-testid="error-page"' in refused.text
+    assert f'<span data-testid="who-name">{VIEWER}</span>' in refused.text
+    assert 'data-testid="logout-button"' in refused.text
+    invalid = viewer.get("/ui/predictions", params={"since": "yesterday"})
+    assert invalid.status_code == 422 and 'data-testid="who-name"' in invalid.text
+    anonymous = TestClient(create_app(seeded.project), follow_redirects=False)
+    nobody = anonymous.post(f"/ui/rollouts/{TO_ABORT}/abort", data={"csrf": "x"})
+    assert nobody.status_code == 401 and 'data-testid="who-name"' not in nobody.text
 
 
 def test_sql_in_a_filter_is_a_plain_value(viewer: TestClient) -> None:

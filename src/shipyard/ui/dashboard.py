@@ -202,15 +202,35 @@ def _page(
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-def _error_page(request: Request, status: int, message: str) -> HTMLResponse:
+def _error_viewer(request: Request, project: Project | None) -> Viewer | None:
+    """Who an error page's top bar shows: the viewer the route already checked, or else the
+    token in the cookie, looked up quietly (a missing or dead token just shows nobody)."""
+    checked = getattr(request.state, "viewer", None)
+    if isinstance(checked, Viewer):
+        return checked
+    if project is None:
+        return None
+    presented = request.cookies.get(COOKIE)
+    if presented:
+        try:
+            return Viewer(tokens.authenticate(presented, project=project), csrf_token(presented))
+        except Exception:  # an error page must render whatever broke, the store included
+            return None
+    return Viewer(None) if project.settings.open_reads else None
+
+
+def _error_page(
+    request: Request, status: int, message: str, project: Project | None = None
+) -> HTMLResponse:
     base = request.scope.get("root_path", "") + PREFIX
+    viewer = None if status == 401 else _error_viewer(request, project)
     html = (
         environment()
         .get_template("error.html.j2")
         .render(
             base=base,
-            viewer=None,
-            open_reads=False,
+            viewer=viewer,
+            open_reads=bool(project and project.settings.open_reads),
             path=request.url.path,
             status=status,
             title=TITLES.get(status, "Error"),
@@ -233,10 +253,15 @@ def _to_login(request: Request, reason: str) -> Response:
 
 
 class PageRoute(APIRoute):
-    """Every dashboard route: errors become pages with their status, never a traceback."""
+    """Every dashboard route: errors become pages with their status, never a traceback.
+
+    `project` (set by `router` on a subclass) lets an error page show who is signed in."""
+
+    project: Project | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        project = self.project
 
         async def guarded(request: Request) -> Response:
             try:
@@ -244,15 +269,18 @@ class PageRoute(APIRoute):
             except LoginRequired as exc:
                 return _to_login(request, exc.reason)
             except ShipyardError as exc:
-                return _error_page(request, status_of(exc), exc.message)
+                return _error_page(request, status_of(exc), exc.message, project)
             except RequestValidationError as exc:
-                return _error_page(request, 422, _validation_message(exc))
+                return _error_page(request, 422, _validation_message(exc), project)
             except StarletteHTTPException as exc:
-                return _error_page(request, exc.status_code, str(exc.detail))
+                return _error_page(request, exc.status_code, str(exc.detail), project)
             except Exception:
                 log.exception("dashboard page %s failed", request.url.path)
                 return _error_page(
-                    request, 500, "The page failed unexpectedly; the server log has the details."
+                    request,
+                    500,
+                    "The page failed unexpectedly; the server log has the details.",
+                    project,
                 )
 
         return guarded
@@ -269,9 +297,20 @@ def _validation_message(exc: RequestValidationError) -> str:
 # -- the router -------------------------------------------------------------------------------
 
 
+def _checked(request: Request, viewer: Viewer) -> Viewer:
+    """Remember who this request's token belongs to, for an error page later in the request."""
+    request.state.viewer = viewer
+    return viewer
+
+
 def router(project: Project) -> APIRouter:
     """The dashboard's routes (relative: `create_app` includes them under `/ui`)."""
-    pages = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+    class ProjectPageRoute(PageRoute):
+        pass
+
+    ProjectPageRoute.project = project
+    pages = APIRouter(route_class=ProjectPageRoute, include_in_schema=False)
 
     def reader(request: Request) -> Viewer:
         """Who may read this page; LoginRequired when nobody (and reads are not open)."""
@@ -281,9 +320,9 @@ def router(project: Project) -> APIRouter:
                 token = tokens.authenticate(presented, project=project)
             except Unauthorized as exc:
                 raise LoginRequired(exc.message) from None
-            return Viewer(token, csrf_token(presented))
+            return _checked(request, Viewer(token, csrf_token(presented)))
         if project.settings.open_reads:
-            return Viewer(None)
+            return _checked(request, Viewer(None))
         raise LoginRequired("sign in with an API token to see the dashboard")
 
     def writer(request: Request, sent: str | None) -> Viewer:
@@ -296,8 +335,10 @@ def router(project: Project) -> APIRouter:
             token = tokens.authenticate(presented, project=project)
         except Unauthorized as exc:
             raise LoginRequired(exc.message) from None
+        # Known before the CSRF check, so even its refusal page shows who is signed in.
+        viewer = _checked(request, Viewer(token, csrf_token(presented)))
         _check_csrf(presented, sent)
-        return Viewer(token, csrf_token(presented))
+        return viewer
 
     def render(request: Request, template: str, viewer: Viewer | None, **values: Any) -> Response:
         return _page(request, template, viewer, project, **values)

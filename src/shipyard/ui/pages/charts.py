@@ -10,18 +10,36 @@ from `shipyard.monitoring.report` and are drawn by its own template macros):
 - `lineage_graph`: boxes in columns joined by edges (datasets -> run -> version -> rollouts).
 
 Axes reuse the drift report's frame, ticks and number formatting, so every chart reads alike.
+
+Text in an SVG does not wrap or measure itself, so the layout here estimates label widths from
+their length (wide enough for DejaVu Sans, the widest common system font): legend entries wrap
+onto more rows instead of running off the canvas, and threshold labels sit in a gutter right of
+the plot, nudged apart, where no line can run through them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shipyard.monitoring.report import Frame, Tick, _nice_ticks, _tick, _time
 
 TIME_FRAME = Frame(width=640, height=240, left=56, top=30, plot_width=560, plot_height=170)
 PALETTE = ("#2f6db5", "#e8720c", "#17702a", "#8a3ab9", "#b00020", "#00838f", "#6d4c41")
+
+LEGEND_CHAR = 6.8  # px per character at the legend's 11px
+LEGEND_BOX = 14.0  # the colour box and the space after it
+LEGEND_GAP = 18.0  # between two entries on a row
+LEGEND_ROW = 16.0  # between two rows
+LEGEND_BASELINE = 35.0  # the first row's text baseline, below the plot's bottom
+THRESHOLD_CHAR = 5.6  # px per character at the threshold labels' 9px
+THRESHOLD_PAD = 6.0  # between the plot's right edge and a threshold label
+THRESHOLD_GUTTER = 100.0  # at least this wide, so charts side by side keep one plot width
+THRESHOLD_SPACING = 11.0  # the least vertical distance between two threshold labels
+TICK_FORMATS = ("%m-%d %H:%M", "%m-%d %H:%M:%S")  # to the minute, to the second
+MINUTE_TICKS_FROM = 120.0  # seconds: a shorter span labels its ends to the second
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,23 @@ class Series:
 class Threshold:
     y: float
     label: str
+    label_y: float  # where its label sits: level with the line unless a neighbour is too close
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    name: str
+    colour: str
+    x: float  # the colour box's left edge
+    y: float  # the text's baseline
+
+    @property
+    def text_x(self) -> float:
+        return self.x + LEGEND_BOX
+
+    @property
+    def box_y(self) -> float:
+        return self.y - 9
 
 
 @dataclass(frozen=True)
@@ -58,10 +93,59 @@ class TimeChart:
     description: str
     y_label: str
     message: str | None = None
+    legend: list[LegendEntry] = field(default_factory=list)
 
     @property
     def point_count(self) -> int:
         return sum(len(s.points) for s in self.series)
+
+    @property
+    def height(self) -> float:
+        """The canvas's height: the frame's, plus the legend's rows after the first."""
+        rows = len({entry.y for entry in self.legend})
+        return self.frame.height + max(rows - 1, 0) * LEGEND_ROW
+
+
+def _legend(series: Sequence[Series], frame: Frame) -> list[LegendEntry]:
+    """One entry per series, left to right from the plot's left edge, wrapping onto a new row
+    before an entry would run past the canvas's right edge."""
+    entries: list[LegendEntry] = []
+    x, y = frame.left, frame.bottom + LEGEND_BASELINE
+    for s in series:
+        width = LEGEND_BOX + len(s.name) * LEGEND_CHAR
+        if entries and x + width > frame.width:
+            x, y = frame.left, y + LEGEND_ROW
+        entries.append(LegendEntry(s.name, s.colour, x, y))
+        x += width + LEGEND_GAP
+    return entries
+
+
+def _threshold_frame(labels: Sequence[str]) -> Frame:
+    """The time frame with a gutter right of the plot wide enough for the threshold labels."""
+    if not labels:
+        return TIME_FRAME
+    longest = max(len(label) for label in labels) * THRESHOLD_CHAR + THRESHOLD_PAD + 4
+    gutter = max(THRESHOLD_GUTTER, math.ceil(longest))
+    plot_width = TIME_FRAME.width - TIME_FRAME.left - gutter
+    return replace(TIME_FRAME, plot_width=plot_width)
+
+
+def _spread(levels: Sequence[float], frame: Frame) -> list[float]:
+    """Label positions for lines at `levels` (SVG y, any order): each as close to its line as
+    it can be while at least THRESHOLD_SPACING from its neighbours and inside the canvas."""
+    if not levels:
+        return []
+    order = sorted(range(len(levels)), key=lambda i: levels[i])  # top to bottom
+    placed = [levels[i] for i in order]
+    for k in range(1, len(placed)):  # push down what sits too close below its neighbour
+        placed[k] = max(placed[k], placed[k - 1] + THRESHOLD_SPACING)
+    placed[-1] = min(placed[-1], frame.bottom)
+    for k in range(len(placed) - 2, -1, -1):  # then back up what the bottom pushed into
+        placed[k] = min(placed[k], placed[k + 1] - THRESHOLD_SPACING)
+    result = [0.0] * len(levels)
+    for k, i in enumerate(order):
+        result[i] = round(placed[k], 2)
+    return result
 
 
 def _time_scale(times: Sequence[datetime], frame: Frame) -> tuple[float, float]:
@@ -99,9 +183,18 @@ def _y(value: float, bottom: float, top: float, frame: Frame) -> float:
 
 
 def _x_ticks(times: Sequence[datetime], start: float, per_unit: float, frame: Frame) -> list[Tick]:
+    """The first and last time: to the minute over two minutes or more, else to the second (a
+    few seconds' span must not read as 11:00 to 11:01); one tick when both read the same."""
     first, last = min(times), max(times)
-    ends = [first] if first == last else [first, last]
-    return [Tick(_x(t, start, per_unit, frame), _time(t, short=True)) for t in ends]
+    precise = (last - first).total_seconds() < MINUTE_TICKS_FROM
+    layout = TICK_FORMATS[1] if precise else TICK_FORMATS[0]
+    labels = (first.strftime(layout), last.strftime(layout))
+    if labels[0] == labels[1]:
+        return [Tick(_x(first, start, per_unit, frame), labels[0])]
+    return [
+        Tick(_x(first, start, per_unit, frame), labels[0]),
+        Tick(_x(last, start, per_unit, frame), labels[1]),
+    ]
 
 
 def _empty(title: str, y_label: str, message: str, frame: Frame) -> TimeChart:
@@ -153,6 +246,7 @@ def step_chart(
         title,
         description,
         y_label,
+        legend=_legend(drawn, frame),
     )
 
 
@@ -167,7 +261,7 @@ def line_chart(
     empty: str = "nothing measured yet",
 ) -> TimeChart:
     """One line per series through its points; a None value breaks nothing, it is skipped."""
-    frame = TIME_FRAME
+    frame = _threshold_frame([label for _, label in thresholds])
     if not times:
         return _empty(title, y_label, empty, frame)
     start, per_unit = _time_scale(times, frame)
@@ -194,18 +288,20 @@ def line_chart(
     description = "; ".join(
         f"{s.name}: " + ", ".join(p.label.split(": ", 1)[1] for p in s.points) for s in drawn
     )
+    lines = [_y(level, bottom, top, frame) for level in levels]
     return TimeChart(
         frame,
         drawn,
         _x_ticks(times, start, per_unit, frame),
         [Tick(_y(v, bottom, top, frame), _tick(v)) for v in ticks],
         [
-            Threshold(_y(level, bottom, top, frame), label)
-            for level, (_, label) in zip(levels, thresholds, strict=True)
+            Threshold(y, label, label_y)
+            for y, label_y, (_, label) in zip(lines, _spread(lines, frame), thresholds, strict=True)
         ],
         title,
         description,
         y_label,
+        legend=_legend(drawn, frame),
     )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from shipyard.errors import InvalidInput
@@ -25,6 +27,20 @@ def number(value: Any) -> str:
 
 def percent(value: Any) -> str:
     return _percent(value)
+
+
+def exact_percent(value: Any) -> str:
+    """A declared share (an SLO's objective) with the fewest digits that show it exactly:
+    0.99 -> 99%, 0.999 -> 99.9%, 0.9995 -> 99.95%. Computed on the decimal text of the float,
+    so 0.9995 is not shown as 99.94999999999999%."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    if not math.isfinite(number):
+        return "n/a"
+    shown = (Decimal(repr(number)) * 100).normalize()
+    return f"{shown:f}%"
 
 
 def pretty_json(text: Any) -> str:

@@ -15,7 +15,7 @@ from shipyard.monitoring import alerting, slo
 from shipyard.project import Project
 from shipyard.registry.versions import list_models
 from shipyard.release import rollouts
-from shipyard.ui.pages.common import Pager, percent, slice_page, when
+from shipyard.ui.pages.common import Pager, exact_percent, percent, slice_page, when
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ def slo_rows(project: Project, model: str | None = None) -> list[SLORow]:
                 model=objective.model,
                 name=objective.name,
                 sli=objective.sli,
-                objective=f"{objective.objective:.4%}".rstrip("0").rstrip("."),
+                objective=exact_percent(objective.objective),
                 window=objective.window,
                 value=percent(last.value) if last else "not evaluated yet",
                 budget=percent(budget) if last else "n/a",

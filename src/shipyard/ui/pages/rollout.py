@@ -61,14 +61,25 @@ def _analysis(decision: rollouts.Decision) -> dict[str, Any] | None:
     }
 
 
+def _weights(state: dict[str, Any]) -> dict[str, float]:
+    """The split a decision records: a rollout state `{"weights": {...}, ...}`, or (the start
+    decision, taken before there was a rollout state) the bare split, e.g. `{"v1": 100.0}`."""
+    if isinstance(state.get("weights"), dict):
+        return dict(state["weights"])
+    return {
+        arm: float(share)
+        for arm, share in state.items()
+        if isinstance(share, int | float) and not isinstance(share, bool)
+    }
+
+
 def _split_chart(rollout: rollouts.Rollout, decisions: list[rollouts.Decision]) -> Any:
     arms = sorted(
-        {arm for d in decisions for arm in (d.after.get("weights") or {})},
+        {arm for d in decisions for arm in _weights(d.after)},
         key=lambda arm: (len(arm), arm),
     )
     values: dict[str, Sequence[float | None]] = {
-        arm: [float((d.after.get("weights") or {}).get(arm, 0.0)) for d in decisions]
-        for arm in arms
+        arm: [_weights(d.after).get(arm, 0.0) for d in decisions] for arm in arms
     }
     end = rollout.finished_at or datetime.now(UTC)
     return step_chart(
@@ -95,8 +106,8 @@ def rollout_page(project: Project, name: str) -> dict[str, Any]:
                 "action": d.action,
                 "verdict": d.verdict or "",
                 "step": f"{d.step_before + 1} → {d.step_after + 1}",
-                "before": split_text(d.before.get("weights") or {}),
-                "after": split_text(d.after.get("weights") or {}),
+                "before": split_text(_weights(d.before)),
+                "after": split_text(_weights(d.after)),
                 "reason": d.reason,
             }
             for d in decisions
