@@ -67,7 +67,7 @@ layers: setup
 	$(BIN)/lint-imports
 
 unit: setup system-packages $(VENV)/.torch
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadfile  # every core; one file per worker keeps module fixtures shared
 
 test: lint typecheck layers unit
 

@@ -442,6 +442,9 @@ def worker_shipyard_reference() -> dict[str, Any]:
 
 
 def _reference() -> Any:
+    # compare() imports its statistics (and scipy.stats) on first use: import them before the
+    # timer, as every peer's modules are imported before its timer.
+    import shipyard.monitoring.statistics  # noqa: F401
     from shipyard.monitoring.binned import BinnedProfile
 
     return BinnedProfile.from_dict(json.loads(PROFILE_FILE.read_text()))

@@ -106,7 +106,12 @@ def _ensure_pg_user() -> None:
     try:
         pwd.getpwnam(PG_USER)
     except KeyError:
-        subprocess.run(["useradd", "-m", PG_USER], check=True, capture_output=True)
+        made = subprocess.run(["useradd", "-m", PG_USER], capture_output=True, text=True)
+        if made.returncode != 0:
+            try:  # another test worker (pytest-xdist) may have made it just now
+                pwd.getpwnam(PG_USER)
+            except KeyError:
+                pytest.fail(f"cannot create the PostgreSQL user {PG_USER}: {made.stderr}")
 
 
 def _as_pg_user(command: list[str]) -> list[str]:
