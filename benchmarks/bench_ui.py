@@ -7,7 +7,9 @@ The project (made fresh in benchmarks/data/ui-work/, seeded, removed afterwards)
   and 3 final metrics each (80,000 parameter rows, 230,000 metric points), spread over 90 days.
 - 1,000,000 logged predictions written as Parquet directly in the prediction log's layout
   (`PartitionedFolder.write`, the log writer's own call): 3 models x 14 days of hourly
-  partitions (1,008 files), realistic request ids, inputs, outputs, latencies, 1% errors, and a
+  partitions (1,008 files), request ids as the server makes them (UUIDv7 layout, made at the
+  record's time; 1 in 100 a client's own X-Request-Id, random hex), inputs, outputs,
+  latencies, 1% errors, and a
   10% canary arm on the last day of `churn`.
 - the 3 models registered (sklearn pipelines), champions set, a live canary, 4 drift results,
   2 SLOs per model (availability and latency over 7 days) with 6 stored evaluations each, and
@@ -25,6 +27,7 @@ and prints the section.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -207,29 +210,34 @@ def _seed_runs(project: Project) -> float:
     return time.perf_counter() - started
 
 
-def _seed_predictions(project: Project) -> tuple[float, list[str]]:
+def _seed_predictions(project: Project) -> tuple[float, list[str], list[str]]:
     """PREDICTIONS records in the log's layout, one file per model and hour; the seconds it
-    took and a few request ids (for the lookups)."""
+    took and a few request ids (for the lookups): server-made ones, and clients' own."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from shipyard.predictions.log import log_folder
     from shipyard.predictions.parquet import PartitionedFolder, hour_of, schema
+    from shipyard.serving.request_ids import new_request_id
 
     started = time.perf_counter()
     rng = np.random.default_rng(SEED + 1)
     folder = PartitionedFolder(log_folder(project.settings))
     samples: list[str] = []
+    client_samples: list[str] = []
     canary_from = END - timedelta(days=1)
     for model_index, model in enumerate(MODELS):
         for hour in range(HOURS):
             begin = START + timedelta(hours=hour)
             offsets = np.sort(rng.uniform(0, 3600, PER_FILE))
             micros = (begin.timestamp() + offsets) * 1_000_000
-            ids = [f"{a:016x}{b:016x}" for a, b in rng.integers(0, 2**63, (PER_FILE, 2)).tolist()]
+            ids = [new_request_id(int(m // 1000)) for m in micros.tolist()]
+            for index, (a, b) in enumerate(rng.integers(0, 2**63, (PER_FILE // 100, 2)).tolist()):
+                ids[100 * index + 1] = f"{a:016x}{b:016x}"  # a client's own X-Request-Id
             if hour % 50 == 0:
                 samples.append(ids[PER_FILE // 2])
+                client_samples.append(ids[PER_FILE // 2 + 5])
             ages = rng.integers(18, 80, PER_FILE)
             incomes = rng.lognormal(10, 0.5, PER_FILE).round(2)
             plans = rng.choice(PLANS, PER_FILE)
@@ -265,7 +273,7 @@ def _seed_predictions(project: Project) -> tuple[float, list[str]]:
             )
             name = f"part-bench-{model_index}-{hour:06d}.parquet"
             folder.write(model, hour_of(begin.timestamp()), table, name)
-    return time.perf_counter() - started, samples
+    return time.perf_counter() - started, samples, client_samples
 
 
 def _declare(project: Project) -> None:
@@ -316,8 +324,9 @@ class Seeded:
     secret: str
     run_ids: list[str]  # the two newest
     deep_cursor: str  # the runs list's `after` cursor to page DEEP_PAGE
-    request_ids: list[str]
+    request_ids: list[str]  # made by the server
     seconds: dict[str, float]
+    client_request_ids: list[str] = dataclasses.field(default_factory=list)  # clients' own
 
 
 def seed(folder: Path) -> Seeded:
@@ -337,7 +346,7 @@ def seed(folder: Path) -> Seeded:
     project = Project.open(folder / ".shipyard")
     seconds: dict[str, float] = {}
     seconds["runs"] = _seed_runs(project)
-    seconds["predictions"], request_ids = _seed_predictions(project)
+    seconds["predictions"], request_ids, client_ids = _seed_predictions(project)
     started = time.perf_counter()
     _register_models(project)
     _monitoring(project)
@@ -352,7 +361,7 @@ def seed(folder: Path) -> Seeded:
         )
     cursor = encode_cursor(get_run(str(before_deep), project=project))
     project.close()
-    return Seeded(folder, secret, first_two, cursor, request_ids, seconds)
+    return Seeded(folder, secret, first_two, cursor, request_ids, seconds, client_ids)
 
 
 # -- the server and the timing ----------------------------------------------------------------
@@ -409,6 +418,7 @@ def pages(seeded: Seeded) -> dict[str, str]:
     api_since, api_until = (t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in (since, until))
     first, second = seeded.run_ids
     request = seeded.request_ids[len(seeded.request_ids) // 2]
+    client_request = seeded.client_request_ids[len(seeded.client_request_ids) // 2]
     offset = (DEEP_PAGE - 1) * PAGE
     return {
         "overview": "/ui/",
@@ -433,7 +443,11 @@ def pages(seeded: Seeded) -> dict[str, str]:
             f"/api/v1/predictions?model=churn&version=2&arm=v2&start={api_since}&end={api_until}"
         ),
         "API: prediction by request id": f"/api/v1/predictions/{request}",
-        "API: SLOs now (computed live)": "/api/v1/slos",
+        "API: prediction by a client's own request id (reads every file)": (
+            f"/api/v1/predictions/{client_request}"
+        ),
+        "API: SLOs (latest stored evaluations)": "/api/v1/slos",
+        "API: SLOs computed now (live=true)": "/api/v1/slos?live=true",
     }
 
 

@@ -17,6 +17,7 @@ from serving_helpers import FEATURES, churn_frame
 from shipyard.project import Project
 from shipyard.serving import Predictor
 from shipyard.serving.app import ServingApp
+from shipyard.serving.request_ids import made_at
 
 ROWS = [
     {"age": 30, "income": 20000.0, "plan": "basic"},
@@ -140,6 +141,7 @@ def test_a_request_id_is_kept_or_made(client: Client) -> None:
     assert given.headers["x-request-id"] == "abc-123"
     made = client.post("/predict", ROWS)
     assert len(made.headers["x-request-id"]) == 32
+    assert made_at(made.headers["x-request-id"]) is not None  # UUIDv7: it carries its time
     odd = client.post("/predict", ROWS, headers={"x-request-id": "has spaces\tand tabs"})
     assert odd.headers["x-request-id"] != "has spaces\tand tabs"
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from shipyard.errors import ConfigError
 
@@ -49,6 +49,11 @@ PARTITION_COLUMNS = ("model", "hour")  # `hour` only in the path: "YYYY-MM-DDTHH
 COMPRESSION = "zstd"
 _PART = re.compile(r"^part-.+\.parquet$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+_MODEL_FOLDER = re.compile(r"^model=(.+)$")
+_HOUR_FOLDER = re.compile(r"^hour=(.+)$")
+# Above this many partition folders, an object store's files are found by listing whole model
+# trees rather than one request per folder.
+_REMOTE_LISTINGS = 32
 
 
 def schema() -> pa.Schema:
@@ -196,6 +201,15 @@ def writer_name(worker: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """One partition folder of the log: a model's records of one UTC hour."""
+
+    model: str
+    hour: str  # "YYYY-MM-DDTHH"
+    path: str  # the folder, under the log's root
+
+
+@dataclass(frozen=True)
 class WrittenFile:
     path: str
     model: str
@@ -257,23 +271,101 @@ class PartitionedFolder:
             raise
         return WrittenFile(final, model, hour, table.num_rows)
 
-    def files(self) -> list[str]:
-        """Every finished part file, in name order; temporary and foreign files are skipped."""
-        if self.is_local and not Path(self.root).is_dir():
-            return []
+    def partitions(
+        self,
+        *,
+        model: str | None = None,
+        first_hour: str | None = None,
+        last_hour: str | None = None,
+    ) -> list[Partition]:
+        """The partition folders (of `model`, with `first_hour <= hour <= last_hour` when
+        given), by model then hour. Only folders are listed, so asking for one model's day
+        costs two listings however large the log; folders outside the layout are skipped."""
+        found: list[Partition] = []
+        for model_name, is_folder in self._children(self.root):
+            match = _MODEL_FOLDER.match(model_name)
+            if not is_folder or match is None:
+                continue
+            name = unquote(match.group(1))
+            if model is not None and name != model:
+                continue
+            model_folder = f"{self.root}/{model_name}"
+            for hour_name, hour_is_folder in self._children(model_folder):
+                hour = _HOUR_FOLDER.match(hour_name)
+                if not hour_is_folder or hour is None:
+                    continue
+                value = hour.group(1)
+                if first_hour is not None and value < first_hour:
+                    continue
+                if last_hour is not None and value > last_hour:
+                    continue
+                found.append(Partition(name, value, f"{model_folder}/{hour_name}"))
+        return sorted(found, key=lambda p: (p.model, p.hour))
+
+    def partition_files(self, partitions: Iterable[Partition]) -> list[str]:
+        """The finished part files of these partitions, in name order (temporary and foreign
+        files skipped)."""
+        wanted = list(partitions)
+        if not self.is_local and len(wanted) > _REMOTE_LISTINGS:
+            # One listing per folder would be one request each: list the models' trees instead
+            # (paginated, a thousand keys a request) and keep the wanted folders' files.
+            folders = {p.path for p in wanted}
+            found: list[str] = []
+            for model_folder in sorted({p.path.rsplit("/", 1)[0] for p in wanted}):
+                found += [f for f in self._find(model_folder) if f.rsplit("/", 1)[0] in folders]
+            return sorted(f for f in found if _PART.match(f.rsplit("/", 1)[-1]))
+        files = [
+            f"{p.path}/{name}"
+            for p in wanted
+            for name, is_folder in self._children(p.path)
+            if not is_folder and _PART.match(name)
+        ]
+        return sorted(files)
+
+    def files(
+        self,
+        *,
+        model: str | None = None,
+        first_hour: str | None = None,
+        last_hour: str | None = None,
+    ) -> list[str]:
+        """Every finished part file (of `model`, in the hour range when given), in name order;
+        temporary and foreign files are skipped."""
+        if model is None and first_hour is None and last_hour is None and not self.is_local:
+            return sorted(f for f in self._find(self.root) if _PART.match(f.rsplit("/", 1)[-1]))
+        chosen = self.partitions(model=model, first_hour=first_hour, last_hour=last_hour)
+        return self.partition_files(chosen)
+
+    def _children(self, path: str) -> list[tuple[str, bool]]:
+        """(name, is a folder) of each entry of `path`; nothing when it does not exist."""
+        if self.is_local:
+            try:
+                with os.scandir(path) as entries:
+                    return [(entry.name, entry.is_dir()) for entry in entries]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
         try:
-            found = self.fs.find(self.root)
+            listed = self.fs.ls(path, detail=True)
         except FileNotFoundError:
             return []
-        return sorted(path for path in found if _PART.match(path.rsplit("/", 1)[-1]))
+        return [
+            (str(entry["name"]).rstrip("/").rsplit("/", 1)[-1], entry.get("type") == "directory")
+            for entry in listed
+        ]
 
-    def dataset(self) -> Any:
-        """A pyarrow dataset over every finished file (with `model` and `hour` from the path);
-        an empty table with the same columns when there are none."""
+    def _find(self, path: str) -> list[str]:
+        try:
+            return list(self.fs.find(path))
+        except FileNotFoundError:
+            return []
+
+    def dataset(self, files: Sequence[str] | None = None) -> Any:
+        """A pyarrow dataset over `files` (default: every finished file), with `model` and
+        `hour` from the path; an empty table with the same columns when there are none."""
         import pyarrow as pa
         import pyarrow.dataset as ds
 
-        files = self.files()
+        files = self.files() if files is None else list(files)
         if not files:
             return table_schema().empty_table()
         partitioning = ds.partitioning(

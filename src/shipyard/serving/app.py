@@ -27,7 +27,6 @@ import functools
 import logging
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -43,6 +42,7 @@ from shipyard.serving.metrics import UNKNOWN, Collector, ServingMetrics
 from shipyard.serving.predictor import HookFailed
 from shipyard.serving.protocols import RequestError
 from shipyard.serving.record import DEFAULT_ARM, DiscardSink, PredictionRecord, PredictionSink
+from shipyard.serving.request_ids import new_request_id
 from shipyard.serving.routing import PREVIEW_PREFIX, Route, Router, wants_preview
 
 if TYPE_CHECKING:
@@ -291,7 +291,7 @@ class ServingApp:
         }
         request_id = headers.get(REQUEST_ID_HEADER, "")
         if not _REQUEST_ID.match(request_id):
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()  # UUIDv7 layout: its lookup goes to its hour's files
         board = self.board
         close = False
         if board is not None:

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,6 +43,9 @@ from shipyard.errors import (
 from shipyard.project import Project
 from shipyard.ui import actions, audit, tokens
 from shipyard.ui.tokens import Forbidden, Token, Unauthorized
+
+if TYPE_CHECKING:
+    from shipyard.monitoring.slo import SLO, SLOEvaluation
 
 log = logging.getLogger("shipyard.ui")
 
@@ -244,7 +247,7 @@ Reader = Annotated[Token | None, Depends(_reader)]
 # -- predictions ------------------------------------------------------------------------------
 
 PREDICTION_FILTERS = ("start", "end", "model", "version", "arm", "request_id", "status")
-PREDICTION_PAGE = ("limit", "offset")
+PREDICTION_PAGE = ("limit", "offset", "after")
 
 
 def search_predictions(
@@ -259,62 +262,95 @@ def search_predictions(
     status: int | None = None,
     limit: int = 50,
     offset: int = 0,
+    after: str | None = None,
 ) -> dict[str, Any]:
     """Logged predictions matching every filter given, newest first, one page.
 
-    Every value is bound as a parameter of a fixed query: nothing a client sends is ever
-    read as SQL. The model and the hour also prune whole folders of the log.
+    The dashboard's search (`shipyard.predictions.query.search`): every value is bound as a
+    parameter of a fixed query, so nothing a client sends is ever read as SQL; the model and
+    the hours prune whole folders of the log, and the newest hours are read first. `after` (a
+    page's `next_after`) continues where that page ended without reading what came before it;
+    `offset` skips rows (deep offsets read every row they skip).
     """
-    from shipyard.predictions.log import log_folder, storage_options
-    from shipyard.predictions.parquet import PartitionedFolder
-    from shipyard.predictions.query import VIEW, connect
+    from shipyard.predictions.query import Cursor, Filters, search
     from shipyard.registry.versions import check_model_name
 
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
     if offset < 0:
         raise InvalidInput(f"offset must be 0 or more, got {offset}")
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("time >= ?", _aware(start, "start")),
-        ("time < ?", _aware(end, "end")),
-        ("model = ?", check_model_name(model) if model is not None else None),
-        ("version = ?", version),
-        ("arm = ?", arm),
-        ("request_id = ?", request_id),
-        ("status = ?", status),
-    ):
-        if value is not None:
-            clauses.append(column)
-            params.append(value)
-    start_at, end_at = _aware(start, "start"), _aware(end, "end")
-    if start_at is not None:
-        clauses.append("hour >= ?")
-        params.append(start_at.strftime("%Y-%m-%dT%H"))
-    if end_at is not None:
-        clauses.append("hour <= ?")
-        params.append(end_at.strftime("%Y-%m-%dT%H"))
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    sql = (
-        f"SELECT request_id, time, model, version, arm, protocol, inputs, outputs, latency_ms, "
-        f"filters, hooks, status FROM {VIEW} {where} "
-        "ORDER BY time DESC, request_id, arm LIMIT ? OFFSET ?"
+    filters = Filters(
+        model=check_model_name(model) if model is not None else None,
+        version=version,
+        arm=arm,
+        request_id=request_id,
+        status=status,
+        since=_aware(start, "start"),
+        until=_aware(end, "end"),
     )
-    url = log_folder(project.settings)
-    connection = connect(PartitionedFolder(url, storage_options(project.settings, url)))
-    try:
-        rows = connection.execute(sql, [*params, limit + 1, offset]).fetchall()
-        names = [column[0] for column in connection.description or []]
-    finally:
-        connection.close()
-    items = [jsonable(dict(zip(names, row, strict=True))) for row in rows[:limit]]
-    more = len(rows) > limit
+    cursor = Cursor.decode(after) if after else None
+    page = search(filters, after=cursor, limit=limit, offset=offset, project=project)
+    more = page.next is not None
     return {
-        "items": items,
+        "items": [jsonable(row) for row in page.rows],
         "limit": limit,
         "offset": offset,
         "next_offset": offset + limit if more else None,
+        "next_after": page.next.encode() if page.next else None,
+    }
+
+
+# -- SLOs -------------------------------------------------------------------------------------
+
+
+def latest_slo_evaluations(project: Project, model: str | None = None) -> list[dict[str, Any]]:
+    """Each declared SLO (of `model`) as its latest stored evaluation, in the shape of a live
+    status (`SLOStatus.to_dict`) plus `source`: "stored", or "none" with empty values for an
+    SLO never evaluated yet.
+
+    The default of `GET /slos`: counting a week of the log for every SLO on each request
+    takes seconds on a large log, while `shipyard slo check` (scheduled) or `shipyard monitor
+    run` stores an evaluation anyway; the dashboard's overview reads the same rows.
+    """
+    from shipyard.monitoring import slo
+
+    found: list[dict[str, Any]] = []
+    for objective in slo.declared(model, project=project):
+        latest = slo.history(objective.model, objective.name, limit=1, project=project)
+        found.append(_stored_slo(objective, latest[-1] if latest else None))
+    return found
+
+
+def _stored_slo(objective: "SLO", last: "SLOEvaluation | None") -> dict[str, Any]:
+    declared = {
+        "model": objective.model,
+        "slo": objective.name,
+        "sli": objective.sli,
+        "objective": objective.objective,
+        "window": objective.window,
+        "alerts": [rule.to_dict() for rule in objective.alerts],
+    }
+    if last is None:
+        empty = {"at": None, "good": None, "total": None, "value": None}
+        return {
+            **declared,
+            **empty,
+            "budget_remaining": None,
+            "burn_rates": {},
+            "firing": [],
+            "severities": [],
+            "windows": {},
+            "source": "none",
+        }
+    return {
+        **declared,
+        **last.detail,  # burn rates, firing, severities, windows, good, ... as stored
+        "at": last.at,
+        "total": last.events,
+        "value": last.value,
+        "budget_remaining": last.budget_remaining,
+        "objective": last.objective,
+        "source": "stored",
     }
 
 
@@ -677,11 +713,29 @@ def _monitoring_routes(access: Access) -> APIRouter:
     router = _router("monitoring")
     project = access.project
 
-    @router.get("/slos", summary="Every SLO now: value, error budget, burn rates")
-    def slos(_: Reader, model: str | None = None) -> Any:
+    @router.get(
+        "/slos",
+        summary="Every SLO: its latest stored evaluation (value, error budget, burn rates), "
+        "or computed now with live=true",
+    )
+    def slos(
+        _: Reader,
+        model: str | None = None,
+        live: Annotated[
+            bool,
+            Query(
+                description="Count the log now (slow on a large log) instead of reading the "
+                "latest stored evaluation."
+            ),
+        ] = False,
+    ) -> Any:
         from shipyard.monitoring.slo import status
 
-        return jsonable(status(model, project=project))
+        if live:
+            return [
+                {**jsonable(result), "source": "live"} for result in status(model, project=project)
+            ]
+        return jsonable(latest_slo_evaluations(project, model))
 
     @router.get("/slos/{model}/{slo}/history", summary="Stored evaluations of one SLO")
     def slo_history(
@@ -755,6 +809,10 @@ def _prediction_routes(access: Access) -> APIRouter:
         status: int | None = None,
         limit: Limit = 50,
         offset: Offset = 0,
+        after: Annotated[
+            str | None,
+            Query(max_length=2000, description="A page's next_after: the page after it."),
+        ] = None,
     ) -> Any:
         unknown = sorted(set(request.query_params) - {*PREDICTION_FILTERS, *PREDICTION_PAGE})
         if unknown:
@@ -773,6 +831,7 @@ def _prediction_routes(access: Access) -> APIRouter:
             status=status,
             limit=limit,
             offset=offset,
+            after=after,
         )
 
     @router.get("/predictions/{request_id}", summary="Every record of one request")
@@ -905,6 +964,7 @@ __all__ = [
     "create_api",
     "error_response",
     "jsonable",
+    "latest_slo_evaluations",
     "search_predictions",
     "status_of",
 ]

@@ -1,25 +1,23 @@
 """Predictions: search the log by time, model, version, arm or request id; one prediction.
 
-The log is read through DuckDB, one page at a time (keyset pagination on time, request id and
-arm, newest first), every value a bound parameter. The files are pruned by their partition
-(model, hour) before DuckDB sees them, so a search of one model over one day opens that
-model's files of that day and nothing else, however large the log.
+The search is `shipyard.predictions.query.search`, the one the API's `/predictions` uses: one
+page at a time (keyset pagination on time, request id and arm, newest first), every value a
+bound parameter, only the partitions (model, hour) the filters allow listed, the newest hours
+read first and older ones only until the page is full, and a server-made request id looked
+for near the hour it was made. So the first page of a log of a million records reads its
+newest hour, not the million.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-from urllib.parse import unquote
 
 from shipyard.errors import InvalidInput
-from shipyard.predictions.log import log_folder, storage_options
-from shipyard.predictions.parquet import PartitionedFolder
-from shipyard.predictions.query import _arrow, connect, find
+from shipyard.predictions.query import Cursor, Filters, find
+from shipyard.predictions.query import search as search_log
 from shipyard.project import Project
 from shipyard.ui.pages.common import (
     PAGE_SIZE,
@@ -31,44 +29,7 @@ from shipyard.ui.pages.common import (
     whole_number,
 )
 
-_PARTITION = re.compile(r"/model=([^/]+)/hour=([^/]+)/[^/]+$")
-LISTED = "request_id, time, model, version, arm, protocol, latency_ms, status"
-
-
-def _hour(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
-
-
-class PrunedFolder(PartitionedFolder):
-    """The log's folder, listing only the files of one model and/or an hour range."""
-
-    def __init__(
-        self,
-        project: Project,
-        *,
-        model: str | None,
-        first_hour: str | None,
-        last_hour: str | None,
-    ) -> None:
-        url = log_folder(project.settings)
-        super().__init__(url, storage_options(project.settings, url))
-        self.model = model
-        self.first_hour = first_hour
-        self.last_hour = last_hour
-
-    def files(self) -> list[str]:
-        return [path for path in super().files() if self._wanted(path)]
-
-    def _wanted(self, path: str) -> bool:
-        match = _PARTITION.search(path)
-        if match is None:
-            return False
-        model, hour = unquote(match.group(1)), match.group(2)
-        if self.model is not None and model != self.model:
-            return False
-        if self.first_hour is not None and hour < self.first_hour:
-            return False
-        return self.last_hour is None or hour <= self.last_hour
+LISTED = ("request_id", "time", "model", "version", "arm", "protocol", "latency_ms", "status")
 
 
 @dataclass(frozen=True)
@@ -81,7 +42,7 @@ class Search:
     request_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
-    after: tuple[datetime, str, str] | None = None  # the last row of the previous page
+    after: Cursor | None = None  # the last row of the previous page
 
     @classmethod
     def parse(cls, params: dict[str, str | None]) -> Search:
@@ -89,6 +50,7 @@ class Search:
         until = parse_time(params.get("until"), "until")
         if since and until and since > until:
             raise InvalidInput(f"since ({since.isoformat()}) is after until ({until.isoformat()})")
+        after = params.get("after")
         return cls(
             model=text_filter(params.get("model"), "model"),
             version=whole_number(params.get("version"), "version"),
@@ -96,7 +58,17 @@ class Search:
             request_id=text_filter(params.get("request_id"), "request id"),
             since=since,
             until=until,
-            after=decode_cursor(params.get("after")),
+            after=Cursor.decode(after) if after else None,
+        )
+
+    def filters(self) -> Filters:
+        return Filters(
+            model=self.model,
+            version=self.version,
+            arm=self.arm,
+            request_id=self.request_id,
+            since=self.since,
+            until=self.until,
         )
 
     def form(self) -> dict[str, str]:
@@ -111,78 +83,11 @@ class Search:
         }
 
 
-def encode_cursor(row: dict[str, Any]) -> str:
-    moment: datetime = row["time"]
-    data = [moment.astimezone(UTC).isoformat(), row["request_id"], row["arm"] or ""]
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str | None) -> tuple[datetime, str, str] | None:
-    if not text:
-        return None
-    try:
-        padded = text + "=" * (-len(text) % 4)
-        moment, request_id, arm = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(moment), str(request_id), str(arm)
-    except (ValueError, TypeError):
-        raise InvalidInput(
-            "the page cursor 'after' is not one this page made; start again from the first page"
-        ) from None
-
-
-def _where(search: Search) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    for column, value in (
-        ("model", search.model),
-        ("version", search.version),
-        ("arm", search.arm),
-        ("request_id", search.request_id),
-    ):
-        if value is not None:
-            clauses.append(f"{column} = ?")
-            params.append(value)
-    if search.since is not None:
-        clauses += ["hour >= ?", "time >= ?"]
-        params += [_hour(search.since), search.since]
-    if search.until is not None:
-        clauses += ["hour <= ?", "time < ?"]
-        params += [_hour(search.until), search.until]
-    if search.after is not None:
-        moment, request_id, arm = search.after
-        clauses += [
-            "hour <= ?",
-            "(time < ? OR (time = ? AND (request_id < ? OR (request_id = ? AND "
-            "coalesce(arm, '') < ?))))",
-        ]
-        params += [_hour(moment), moment, moment, request_id, request_id, arm]
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-
 def search(project: Project, query: Search, size: int = PAGE_SIZE) -> dict[str, Any]:
     """One page of matching predictions, newest first, and the cursor of the next page."""
-    last_hour = min(
-        (_hour(m) for m in (query.until, query.after[0] if query.after else None) if m),
-        default=None,
+    page = search_log(
+        query.filters(), after=query.after, limit=size, columns=LISTED, project=project
     )
-    folder = PrunedFolder(
-        project,
-        model=query.model,
-        first_hour=_hour(query.since) if query.since else None,
-        last_hour=last_hour,
-    )
-    where, params = _where(query)
-    sql = (
-        f"SELECT {LISTED} FROM predictions{where} "
-        f"ORDER BY time DESC, request_id DESC, coalesce(arm, '') DESC LIMIT {int(size) + 1}"
-    )
-    connection = connect(folder)
-    try:
-        rows = _arrow(connection.sql(sql, params=params)).to_pylist()
-    finally:
-        connection.close()
-    more = len(rows) > size
-    rows = rows[:size]
     return {
         "rows": [
             {
@@ -195,9 +100,9 @@ def search(project: Project, query: Search, size: int = PAGE_SIZE) -> dict[str, 
                 "latency_ms": number(r["latency_ms"]),
                 "status": r["status"] if r["status"] is not None else 200,
             }
-            for r in rows
+            for r in page.rows
         ],
-        "next": encode_cursor(rows[-1]) if more and rows else None,
+        "next": page.next.encode() if page.next else None,
     }
 
 
