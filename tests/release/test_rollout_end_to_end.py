@@ -239,9 +239,12 @@ def test_a_bad_candidate_is_rolled_back_by_the_controller_alone(
 
 
 def test_a_regression_in_one_segment_fails_the_step(server: Server, project: Project) -> None:
+    # A third of the users are on the team plan, so the aggregate flips about a third of the
+    # answers: 0.6 leaves it far below the bound (0.5 was within chance of a 50-request window,
+    # which the random rollout salt sometimes dealt), while the team segment flips them all.
     rollout = rollouts.start(
         canary(
-            version_of("flip_team"), {"metric": "flipped_labels", "max": 0.5}, segments=["plan"]
+            version_of("flip_team"), {"metric": "flipped_labels", "max": 0.6}, segments=["plan"]
         ),
         project=project,
     )

@@ -97,10 +97,9 @@ def _read_log(
     with_inputs: bool = False,
 ) -> list[_Logged]:
     """The answered (non-shadow, non-5xx) requests of `model` in [since, until), oldest first."""
-    from shipyard.predictions.query import _arrow, _duckdb, _open_folder, connect
+    from shipyard.predictions.query import read
     from shipyard.release.analysis import logged_predictions
 
-    duckdb = _duckdb()
     where = ["model = ?", "coalesce(arm, '') <> ?", "coalesce(status, 200) < 500"]
     params: list[Any] = [model, SHADOW]
     if since is not None:  # the hour partition first: whole folders are skipped
@@ -116,15 +115,7 @@ def _read_log(
         ", inputs" if with_inputs else ""
     )
     sql = f"SELECT {columns} FROM predictions WHERE {' AND '.join(where)} ORDER BY time, request_id"
-    connection = connect(_open_folder(None, project))
-    try:
-        table = _arrow(connection.sql(sql, params=params))
-    except duckdb.Error as exc:
-        raise InvalidInput(
-            f"cannot read the prediction log: {' '.join(str(exc).split())}"
-        ) from None
-    finally:
-        connection.close()
+    table = read(sql, params, model=model, since=since, until=until, project=project)
     return [
         _Logged(
             request_id=str(row["request_id"]),

@@ -564,9 +564,8 @@ def _count(
     good_sql: str,
     good_params: list[Any],
 ) -> dict[str, tuple[int, int]]:
-    from shipyard.predictions.query import _arrow, _duckdb, _open_folder, connect
+    from shipyard.predictions.query import read
 
-    duckdb = _duckdb()
     starts = [at - parse_duration(name) for name in windows]
     columns: list[str] = []
     params: list[Any] = []
@@ -583,15 +582,7 @@ def _count(
         "AND hour >= ? AND hour <= ? AND time >= ? AND time < ? AND coalesce(arm, '') <> ?"
     )
     params += [model, _hour(earliest), _hour(at), earliest, at, SHADOW]
-    connection = connect(_open_folder(None, project))
-    try:
-        row = _arrow(connection.sql(sql, params=params)).to_pylist()[0]
-    except duckdb.Error as exc:
-        raise InvalidInput(
-            f"cannot read the prediction log: {' '.join(str(exc).split())}"
-        ) from None
-    finally:
-        connection.close()
+    row = read(sql, params, model=model, since=earliest, until=at, project=project).to_pylist()[0]
     return {
         name: (int(row[f"good_{index}"] or 0), int(row[f"total_{index}"] or 0))
         for index, name in enumerate(windows)

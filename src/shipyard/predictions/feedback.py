@@ -264,18 +264,14 @@ def _logged_models(request_ids: list[str], project: Project) -> dict[str, tuple[
 
     The answering record is preferred over a shadow copy; both carry the same model name.
     """
-    from shipyard.predictions.query import _arrow, _open_folder, connect
+    from shipyard.predictions.query import read
 
-    connection = connect(_open_folder(None, project))
-    try:
-        relation = connection.sql(
-            "SELECT request_id, model, version, arm = ? AS shadow FROM predictions "
-            "WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
-            params=[SHADOW_ARM, sorted(set(request_ids))],
-        )
-        rows = _arrow(relation).to_pylist()
-    finally:
-        connection.close()
+    rows = read(
+        "SELECT request_id, model, version, arm = ? AS shadow FROM predictions "
+        "WHERE request_id IN (SELECT unnest(?::VARCHAR[]))",
+        [SHADOW_ARM, sorted(set(request_ids))],
+        project=project,
+    ).to_pylist()
     models: dict[str, tuple[str, int]] = {}
     for row in sorted(rows, key=lambda r: bool(r["shadow"]), reverse=True):
         # the answering record (False) written last

@@ -306,6 +306,41 @@ _GROWTH = 4
 _SOURCE_SLOT = "<source>"  # where a search's SQL names the files it reads
 
 
+def read(
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    project: Project | None = None,
+    folder: str | Path | None = None,
+) -> pa.Table:
+    """Shipyard's own parameterised SQL over the `predictions` view, as an Arrow table.
+
+    For the modules that read the log (analysis, drift, SLOs, quality, feedback): only the
+    partitions of `model` whose hours overlap [since, until] are handed to DuckDB when those are
+    given, which is what keeps a window's read cheap on a large log. The SQL is the caller's
+    own (values always bound as `params`); a read that fails is an InvalidInput in one line.
+    """
+    duckdb = _duckdb()
+    opened = _open_folder(folder, project)
+    files = None
+    if model is not None or since is not None or until is not None:
+        files = opened.files(
+            model=model,
+            first_hour=_hour(since) if since is not None else None,
+            last_hour=_hour(until) if until is not None else None,
+        )
+    connection = connect(opened, files)
+    try:
+        return _arrow(connection.sql(sql, params=list(params)))
+    except duckdb.Error as exc:
+        raise InvalidInput(f"cannot read the prediction log: {_one_line(exc)}") from None
+    finally:
+        connection.close()
+
+
 @dataclass(frozen=True)
 class Filters:
     """What a search matches: every filter given (None: any). Times are aware; `since` is

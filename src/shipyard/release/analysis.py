@@ -434,25 +434,19 @@ def _load(
     start: datetime,
     end: datetime,
 ) -> list[_Record]:
-    from shipyard.predictions.query import _arrow, _duckdb, _open_folder, connect
+    from shipyard.predictions.query import read
 
-    duckdb = _duckdb()
-    hours = (start.strftime("%Y-%m-%dT%H"), end.strftime("%Y-%m-%dT%H"))
-    connection = connect(_open_folder(folder, project))
-    try:
-        relation = connection.sql(
-            "SELECT request_id, version, arm, protocol, inputs, outputs, latency_ms, status "
-            "FROM predictions WHERE model = ? AND hour >= ? AND hour <= ? "
-            "AND time >= ? AND time < ? AND version IN (?, ?) ORDER BY time, request_id",
-            params=[model, *hours, start, end, *versions],
-        )
-        rows = _arrow(relation).to_pylist()
-    except duckdb.Error as exc:
-        raise InvalidInput(
-            f"cannot read the prediction log: {' '.join(str(exc).split())}"
-        ) from None
-    finally:
-        connection.close()
+    rows = read(
+        "SELECT request_id, version, arm, protocol, inputs, outputs, latency_ms, status "
+        "FROM predictions WHERE model = ? AND time >= ? AND time < ? AND version IN (?, ?) "
+        "ORDER BY time, request_id",
+        [model, start, end, *versions],
+        model=model,
+        since=start,
+        until=end,
+        project=project,
+        folder=folder,
+    ).to_pylist()
     return [
         _Record(
             request_id=str(row["request_id"]),
