@@ -9,7 +9,6 @@ console script's `main`, and the controller's signal handling run the real conso
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -320,10 +319,6 @@ def test_the_controller_loop_stops_on_sigterm(folder: Folder) -> None:
     assert "controller stopped" in stdout and "Traceback" not in stderr
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("shipyard.release.analysis") is None,
-    reason="shipyard.release.analysis (the controller's judge) does not exist yet",
-)
 def test_one_controller_pass_without_traffic_is_inconclusive(folder: Folder) -> None:
     assert "no running rollout was due" in folder("rollout", "run", "--once")
     folder("rollout", "start", folder.write("canary.toml", CANARY))

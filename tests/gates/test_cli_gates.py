@@ -39,19 +39,6 @@ def folder(project: Project) -> Path:
     return project.home.resolve().parent
 
 
-def _registered() -> bool:
-    from shipyard.cli import app
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    return "gate" in names
-
-
-needs_registration = pytest.mark.skipif(
-    not _registered(), reason="`gate` is not registered in shipyard.cli yet"
-)
-
-
-@needs_registration
 def test_gate_exits_0_on_pass_and_1_on_failure(folder: Path) -> None:
     passed = succeeded(run_shipyard("gate", "churn@1", "--export", "report.md", cwd=folder))
     assert "PASSED" in passed and "auc" in passed and ">= 0.7 (ok)" in passed
@@ -62,7 +49,6 @@ def test_gate_exits_0_on_pass_and_1_on_failure(folder: Path) -> None:
     assert "churn@3 failed the required gates evaluation" in error_line(failed)
 
 
-@needs_registration
 def test_gate_with_an_unknown_policy_exits_2_with_one_line(folder: Path) -> None:
     result = run_shipyard("gate", "churn@1", "--policy", "staging", cwd=folder)
     assert result.returncode == 2
