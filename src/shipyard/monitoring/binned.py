@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def grid_for(minimum: float, std: float, integer: bool) -> Grid:
 # -- columns ----------------------------------------------------------------------------------
 
 
-class ColumnBins:
+class ColumnBins(ABC):
     """The binned distribution of one column; subclasses by kind."""
 
     kind: ClassVar[str]
@@ -114,15 +115,17 @@ class ColumnBins:
             for start in range(0, len(chunk), SLICE_ROWS):
                 self._update(chunk.slice(start, SLICE_ROWS))
 
+    @abstractmethod
     def _update(self, array: pa.Array) -> None:
-        raise NotImplementedError
+        """Fold in one slice of values."""
 
+    @abstractmethod
     def merge(self, other: ColumnBins) -> None:
-        raise NotImplementedError
+        """Fold in another profile of the same column."""
 
+    @abstractmethod
     def empty_like(self) -> ColumnBins:
         """A profile of no rows that counts on the same grid / in the same way."""
-        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "rows": self.rows, "nulls": self.nulls}
@@ -135,8 +138,9 @@ class ColumnBins:
         return column
 
     @classmethod
+    @abstractmethod
     def _load(cls, data: Mapping[str, Any]) -> ColumnBins:
-        raise NotImplementedError
+        """The kind-specific state from `to_dict` output."""
 
 
 class NumericBins(ColumnBins):
