@@ -1,5 +1,5 @@
-"""Helpers for the SLO and alerting tests: a real webhook receiver, and prediction-log records
-written by the project's own log writer."""
+"""Helpers for the SLO and alerting tests: prediction-log records written by the project's own
+log writer, and the real `shipyard` command (the webhook receiver is in tests/receivers.py)."""
 
 from __future__ import annotations
 
@@ -7,43 +7,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterable
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from shipyard.predictions.log import open_log
 from shipyard.project import Project
 from shipyard.serving.record import PredictionRecord
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        received: list[dict[str, Any]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["content-length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def record(

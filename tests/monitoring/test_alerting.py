@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slo_helpers import Receiver
 
+from receivers import Receiver
 from shipyard.errors import InvalidInput
 from shipyard.monitoring import alerting
 from shipyard.project import Project

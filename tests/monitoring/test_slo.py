@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slo_helpers import Receiver, record, write_log
+from slo_helpers import record, write_log
 from sqlalchemy import func, select
 
+from receivers import Receiver
 from shipyard.errors import ConfigError, InvalidInput, NotFound
 from shipyard.monitoring import alerting, slo
 from shipyard.predictions import feedback

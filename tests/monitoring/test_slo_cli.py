@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slo_helpers import Receiver, record, run_shipyard, write_log
+from slo_helpers import record, run_shipyard, write_log
 from sqlalchemy import func, select
 
+from receivers import Receiver
 from shipyard.project import Project
 from shipyard.store.models import AlertRecord, SLOEvaluationRecord
 

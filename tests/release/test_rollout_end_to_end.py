@@ -24,6 +24,7 @@ from candidates import Candidate
 from serving_helpers import Server, churn_frame, churn_model, start_server
 
 import shipyard.data as data
+from receivers import Receiver
 from shipyard.errors import InvalidInput, NotFound
 from shipyard.project import Project
 from shipyard.registry.aliases import set_alias
@@ -91,39 +92,11 @@ def project(release_project: Project, server: Server) -> Project:
     return release_project
 
 
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that keeps the JSON bodies it was sent."""
-
-    def __init__(self) -> None:
-        import json
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        received: list[dict[str, object]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["content-length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.received = received
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        import threading
-
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def alert_receiver() -> Iterator[Receiver]:
     receiver = Receiver()
     yield receiver
-    receiver.server.shutdown()
-    receiver.server.server_close()
+    receiver.close()
 
 
 def version_of(behaviour: str) -> int:
