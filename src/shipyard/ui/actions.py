@@ -191,15 +191,7 @@ def refuse(
     token: Token | None = None,
 ) -> None:
     """Record a refused attempt (no valid token, or one too weak) without running anything."""
-    audit.record(
-        project,
-        token=token,
-        via=via,
-        action=action,
-        target=_target(action, target),
-        outcome="refused",
-        detail={"reason": error.message},
-    )
+    _record(project, token, via, action, target, "refused", {"reason": error.message})
 
 
 def _target(action: str, target: str) -> str:
@@ -245,7 +237,7 @@ def perform(
 
 def _record(
     project: Project,
-    token: Token,
+    token: Token | None,
     via: str,
     action: str,
     target: str,
