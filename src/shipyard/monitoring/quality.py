@@ -220,7 +220,7 @@ class _Outcome:
 def _outcomes(
     records: Sequence[_Logged], labels: Mapping[str, Any], tasks: Mapping[int, _Task]
 ) -> list[_Outcome]:
-    from shipyard.release.analysis import _same
+    from shipyard.predictions.feedback import same_label
 
     found: list[_Outcome] = []
     for record in records:
@@ -239,7 +239,7 @@ def _outcomes(
                     continue  # not a number: no error to measure
                 error = abs(predicted - actual)
             else:
-                correct = _same(prediction, label)
+                correct = same_label(prediction, label)
             found.append(
                 _Outcome(record.request_id, index, record.time, record.version, record.arm,
                          prediction, label, correct, error)

@@ -329,7 +329,7 @@ def _label_problem(label: Any, task: str | None, classes: list[Any] | None, ref:
     for value in values:
         if value is None:
             continue  # a row without its outcome yet
-        if classes is not None and not any(_same_class(value, c) for c in classes):
+        if classes is not None and not any(same_label(value, c) for c in classes):
             return f"is not one of the classes of {ref}: expected one of {classes!r}"
         if task == "regressor" and (isinstance(value, bool) or not isinstance(value, int | float)):
             return (
@@ -339,9 +339,10 @@ def _label_problem(label: Any, task: str | None, classes: list[Any] | None, ref:
     return None
 
 
-def _same_class(value: Any, known: Any) -> bool:
-    """A label names a class when equal to it: numbers by value, booleans as 0/1, and a number
-    and its text alike ("1" names 1), as the rollout analysis compares them."""
+def same_label(value: Any, known: Any) -> bool:
+    """Whether two labels (a prediction and a label, or a label and a class) are equal: numbers
+    by value (1 == 1.0), booleans as 0/1, and a number and its text alike ("1" == 1), since
+    labels often come from CSV files. The rollout analysis and quality compare with it too."""
     if value == known:
         return True
     numbers = []

@@ -58,7 +58,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from shipyard.errors import InvalidInput
-from shipyard.release.analysis import _json_object, _load, _same, _scored
+from shipyard.predictions.feedback import same_label
+from shipyard.release.analysis import _json_object, _load, _scored
 from shipyard.release.experiment import (
     TestResult,
     minimum_sample_size,
@@ -243,7 +244,7 @@ def report(
         if metric == "accuracy":
             labels = {rid: item.label for rid, item in known.items() if item.label is not None}
             scored, predicted, _ = _scored([r for r in found if not r.failed], labels, False)
-            values = [1.0 if _same(s.prediction, s.label) else 0.0 for s in scored]
+            values = [1.0 if same_label(s.prediction, s.label) else 0.0 for s in scored]
             units = len(predicted)
         else:
             rewards = (known[r.request_id].reward for r in found if r.request_id in known)

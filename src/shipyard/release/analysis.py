@@ -88,6 +88,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipyard.errors import InvalidInput
+from shipyard.predictions.feedback import same_label
 from shipyard.release.spec import PAIRED_METRICS, Check, RolloutSpec
 
 if TYPE_CHECKING:
@@ -1134,7 +1135,7 @@ def _agreeing(pairs: Sequence[_Pair], divergence: Any) -> int:
     could read the outputs, else plain equality."""
     if divergence is not None:
         return round(float(divergence.agreement_rate) * len(pairs))
-    return sum(_same(p.champion, p.candidate) for p in pairs)
+    return sum(same_label(p.champion, p.candidate) for p in pairs)
 
 
 def _mean_abs_diff(
@@ -1248,8 +1249,8 @@ def _accuracy(check: Check, data: _Data, spec: RolloutSpec) -> CheckResult:
     required = required_samples(check, spec)
     ours, theirs = data.candidate_scored, data.champion_scored
     n, n0 = len(ours), len(theirs)
-    k = sum(_same(s.prediction, s.label) for s in ours)
-    k0 = sum(_same(s.prediction, s.label) for s in theirs)
+    k = sum(same_label(s.prediction, s.label) for s in ours)
+    k0 = sum(same_label(s.prediction, s.label) for s in theirs)
     judged = _Judged()
     if "min" in check.bounds:
         _lower_rate(judged, "min", k, n, check.bounds["min"], required, "labelled predictions")
@@ -1300,25 +1301,6 @@ _HANDLERS: dict[str, Callable[[Check, _Data, RolloutSpec], CheckResult]] = {
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _same(prediction: Any, label: Any) -> bool:
-    """Whether a prediction equals a label: numbers by value (1 == 1.0), booleans as 0/1, and
-    a number and its text alike ("1" == 1), since labels often come from CSV files."""
-    if prediction == label:
-        return True
-    numbers = []
-    for value in (prediction, label):
-        if isinstance(value, bool | int | float):
-            numbers.append(float(value))
-        elif isinstance(value, str):
-            try:
-                numbers.append(float(value))
-            except ValueError:
-                return False
-        else:
-            return False
-    return numbers[0] == numbers[1]
 
 
 def _json_object(value: Mapping[str, Any]) -> dict[str, Any]:
