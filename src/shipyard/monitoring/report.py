@@ -155,11 +155,11 @@ def render(result: Mapping[str, Any], history: Sequence[Mapping[str, Any]] = ())
     a trend of its score across those windows and this one.
     """
     _check(result, history)
-    windows = _windows(result, history)
-    columns = [_column_view(i, c, windows) for i, c in enumerate(result["columns"])]
+    windows = trend_windows(result, history)
+    columns = [column_view(i, c, windows) for i, c in enumerate(result["columns"])]
     columns.sort(key=lambda c: (c.css == "clean", c.css != "alerting"))  # stable: drifted first
     return _template().render(
-        header=_header(result, len(windows)),
+        header=header_view(result, len(windows)),
         columns=columns,
         reference_colour=REFERENCE_COLOUR,
         current_colour=CURRENT_COLOUR,
@@ -221,7 +221,7 @@ def _check(result: Any, history: Sequence[Any]) -> None:
             )
 
 
-def _windows(
+def trend_windows(
     result: Mapping[str, Any], history: Sequence[Mapping[str, Any]]
 ) -> list[Mapping[str, Any]]:
     """Every window to trend, oldest first, ending with `result` (which history may repeat)."""
@@ -230,7 +230,7 @@ def _windows(
     return [*reversed(older), result] if older else []
 
 
-def _header(result: Mapping[str, Any], windows: int) -> dict[str, Any]:
+def header_view(result: Mapping[str, Any], windows: int) -> dict[str, Any]:
     dataset = _mapping(result.get("dataset"))
     # The dataset verdict is over the inputs; prediction drift is reported beside it.
     inputs = [c for c in result["columns"] if c.get("role") != "prediction"]
@@ -242,11 +242,11 @@ def _header(result: Mapping[str, Any], windows: int) -> dict[str, Any]:
         "model": str(result["model"]),
         "version": _text(result.get("version")),
         "reference": _text(result.get("reference")),
-        "window": f"{_time(start) if start else 'the start of the log'} to "
-        f"{_time(end) if end else 'now'}",
+        "window": f"{format_time(start) if start else 'the start of the log'} to "
+        f"{format_time(end) if end else 'now'}",
         "reference_rows": _count(result.get("reference_rows")),
         "current_rows": _count(result.get("current_rows")),
-        "created_at": _time(result.get("created_at")),
+        "created_at": format_time(result.get("created_at")),
         "drifted": drifted,
         "alerting": alerting,
         "css": "alerting" if drifted and alerting else "drifted" if drifted else "clean",
@@ -254,15 +254,15 @@ def _header(result: Mapping[str, Any], windows: int) -> dict[str, Any]:
         "drifted_inputs": sum(bool(c.get("drifted")) for c in inputs),
         "inputs": len(inputs),
         "drifted_predictions": [str(c["name"]) for c in predictions if c.get("drifted")],
-        "share": _percent(dataset.get("share", result.get("drifted_share"))),
-        "threshold_share": _percent(dataset.get("threshold_share")),
+        "share": format_percent(dataset.get("share", result.get("drifted_share"))),
+        "threshold_share": format_percent(dataset.get("threshold_share")),
         "streak": _integer(dataset.get("streak")),
         "windows": windows,
         "settings": json.dumps(result.get("settings") or {}, indent=2, sort_keys=True, default=str),
     }
 
 
-def _column_view(
+def column_view(
     index: int, column: Mapping[str, Any], windows: Sequence[Mapping[str, Any]]
 ) -> ColumnView:
     name, method = str(column["name"]), _text(column.get("method"))
@@ -275,25 +275,25 @@ def _column_view(
         role=_text(column.get("role")),
         kind=_text(column.get("kind")),
         method=method,
-        statistic=_number(column.get("statistic")),
-        threshold=_number(column.get("threshold")),
+        statistic=format_number(column.get("statistic")),
+        threshold=format_number(column.get("threshold")),
         rule=_rule(column),
-        p_value=_number(column.get("p_value")),
-        adjusted_p_value=_number(column.get("adjusted_p_value")),
+        p_value=format_number(column.get("p_value")),
+        adjusted_p_value=format_number(column.get("adjusted_p_value")),
         verdict=verdict,
         css="alerting" if drifted and alerting else "drifted" if drifted else "clean",
         streak=_integer(column.get("streak")),
         reference_rows=_count(column.get("reference_rows")),
         current_rows=_count(column.get("current_rows")),
         current_nulls=_count(column.get("current_nulls")),
-        statistics=[(str(k), _number(v)) for k, v in statistics.items()],
+        statistics=[(str(k), format_number(v)) for k, v in statistics.items()],
         histogram=_histogram(name, column),
         trend=_trend(column, windows) if windows else None,
     )
 
 
 def _rule(column: Mapping[str, Any]) -> str:
-    threshold = _number(column.get("threshold"))
+    threshold = format_number(column.get("threshold"))
     if _uses_p_value(column):
         return f"drifts when the {_score(column)[1]} is below {threshold}"
     return f"drifts when the {_text(column.get('method'))} statistic reaches {threshold}"
@@ -346,7 +346,7 @@ def _numeric(
             gap = 1.0 if x1 - x0 > 4 else 0.0
             bars.append(_bar(series, x0, max(x1 - x0 - gap, 0.5), share, scale, labels[i], frame))
     description = "; ".join(
-        f"{labels[i]}: {_percent(reference_share[i])} vs {_percent(current_share[i])}"
+        f"{labels[i]}: {format_percent(reference_share[i])} vs {format_percent(current_share[i])}"
         for i in range(size)
     )
     return _chart(
@@ -373,8 +373,9 @@ def _categorical(
     frame = replace(frame, height=frame.bottom + 30 + longest * TICK_CHAR * 0.75)
     if len(hidden):
         notes.append(
-            f"{len(hidden)} more levels not shown: {_percent(reference_share[hidden].sum())} of "
-            f"the reference and {_percent(current_share[hidden].sum())} of the current window "
+            f"{len(hidden)} more levels not shown: "
+            f"{format_percent(reference_share[hidden].sum())} of the reference and "
+            f"{format_percent(current_share[hidden].sum())} of the current window "
             f"(the {MAX_LEVELS} levels with the largest share on either side are drawn)."
         )
     scale, y_ticks = _share_axis(max(reference_share.max(), current_share.max()), frame)
@@ -390,7 +391,8 @@ def _categorical(
         )
         x_ticks.append(Tick(round(start + bar_width, 2), _shorten(names[i])))
     description = "; ".join(
-        f"{names[i]}: {_percent(reference_share[i])} vs {_percent(current_share[i])}" for i in shown
+        f"{names[i]}: {format_percent(reference_share[i])} vs {format_percent(current_share[i])}"
+        for i in shown
     )
     return _chart(name, frame, bars, x_ticks, y_ticks, True, description, notes, reference, current)
 
@@ -464,15 +466,17 @@ def _bin_layout(
         low, high = float(edges[0]), float(edges[-1])
         positions = frame.left + (edges - low) / (high - low) * frame.plot_width
         ticks = [
-            Tick(round(frame.left + (v - low) / (high - low) * frame.plot_width, 2), _tick(v))
-            for v in _nice_ticks(low, high)
+            Tick(round(frame.left + (v - low) / (high - low) * frame.plot_width, 2), axis_tick(v))
+            for v in nice_ticks(low, high)
         ]
         return positions, ticks, None
     # Uneven, unordered or missing edges: equal slots, labelled with the edges they stand for.
     positions = frame.left + np.linspace(0.0, 1.0, size + 1) * frame.plot_width
     step = max(1, math.ceil((size + 1) / 8))
     if len(edges) == size + 1:
-        ticks = [Tick(round(positions[i], 2), _tick(edges[i])) for i in range(0, size + 1, step)]
+        ticks = [
+            Tick(round(positions[i], 2), axis_tick(edges[i])) for i in range(0, size + 1, step)
+        ]
         note = "Bins of unequal width are drawn at equal width; ticks mark their edges."
         return positions, ticks, note if size > 1 else None
     ticks = [
@@ -486,7 +490,7 @@ def _bin_labels(edges: np.ndarray, size: int) -> list[str]:
     if len(edges) != size + 1:
         return [f"bin {i + 1}" for i in range(size)]
     return [
-        f"[{_tick(edges[i])}, {_tick(edges[i + 1])}{']' if i == size - 1 else ')'}"
+        f"[{axis_tick(edges[i])}, {axis_tick(edges[i + 1])}{']' if i == size - 1 else ')'}"
         for i in range(size)
     ]
 
@@ -540,17 +544,20 @@ def _trend(column: Mapping[str, Any], windows: Sequence[Mapping[str, Any]]) -> T
             runs.append([])
             continue
         runs[-1].append(f"{x(i)},{y(score)}")
-        when = _time(window.get("window_end") or window.get("created_at"))
+        when = format_time(window.get("window_end") or window.get("created_at"))
         drifted = bool(col and col.get("drifted"))
-        label = f"{when}: {measure} {_number(score)}{' (drift)' if drifted else ''}"
+        label = f"{when}: {measure} {format_number(score)}{' (drift)' if drifted else ''}"
         points.append(TrendPoint(x(i), y(score), label, drifted))
     lines = [" ".join(run) for run in runs if len(run) > 1]
     ends = [0, len(windows) - 1] if len(windows) > 1 else [0]
     x_ticks = [
-        Tick(x(i), _time(windows[i].get("window_end") or windows[i].get("created_at"), short=True))
+        Tick(
+            x(i),
+            format_time(windows[i].get("window_end") or windows[i].get("created_at"), short=True),
+        )
         for i in ends
     ]
-    y_ticks = [Tick(y(v), _tick(v)) for v in (low, (low + high) / 2, high)]
+    y_ticks = [Tick(y(v), axis_tick(v)) for v in (low, (low + high) / 2, high)]
     missing = len(windows) - len(points)
     return Trend(
         frame=frame,
@@ -560,11 +567,11 @@ def _trend(column: Mapping[str, Any], windows: Sequence[Mapping[str, Any]]) -> T
         y_ticks=y_ticks,
         x_ticks=x_ticks,
         measure=measure,
-        threshold=_number(threshold),
+        threshold=format_number(threshold),
         title=f"{column.get('name')}: {measure} over the last {len(windows)} windows",
         description=f"{measure} per window, oldest first: "
         + ", ".join(p.label for p in points)
-        + f"; threshold {_number(threshold)}"
+        + f"; threshold {format_number(threshold)}"
         + (f"; {missing} windows without a value" if missing else "")
         + ".",
     )
@@ -620,7 +627,7 @@ def _nice_step(value: float) -> float:
     return next(m * base for m in (1, 2, 5, 10) if value <= m * base * (1 + 1e-9))
 
 
-def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     step = _nice_step((high - low) / count)
     first = math.ceil(low / step - 1e-9) * step
     return [float(v) for v in np.arange(first, high + step * 1e-6, step)]
@@ -634,19 +641,19 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _number(value: Any) -> str:
+def format_number(value: Any) -> str:
     number = _finite(value)
     return "n/a" if number is None else f"{number:.4g}"
 
 
-def _tick(value: float) -> str:
+def axis_tick(value: float) -> str:
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
     text = f"{value:.4g}"
     return "0" if text == "-0" else text
 
 
-def _percent(value: Any) -> str:
+def format_percent(value: Any) -> str:
     number = _finite(value)
     if number is None:
         return "n/a"
@@ -679,7 +686,7 @@ def _shorten(label: str) -> str:
     return label[:head] + "…" + label[-(LABEL_CHARS - 1 - head) :]
 
 
-def _time(value: Any, short: bool = False) -> str:
+def format_time(value: Any, short: bool = False) -> str:
     """A datetime or ISO string as people read it; anything else as text."""
     if value is None:
         return "n/a"

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shipyard.monitoring.report import Frame, Tick, _nice_ticks, _tick, _time
+from shipyard.monitoring.report import Frame, Tick, axis_tick, format_time, nice_ticks
 
 TIME_FRAME = Frame(width=640, height=240, left=56, top=30, plot_width=560, plot_height=170)
 PALETTE = ("#2f6db5", "#e8720c", "#17702a", "#8a3ab9", "#b00020", "#00838f", "#6d4c41")
@@ -165,7 +165,7 @@ def _y_axis(low: float, high: float, frame: Frame) -> tuple[float, float, list[f
     """The plotted range and its ticks: nice round numbers that cover [low, high]."""
     if high <= low:
         low, high = low - 1.0, high + 1.0
-    ticks = _nice_ticks(low, high, 4)
+    ticks = nice_ticks(low, high, 4)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
     bottom = min(low, ticks[0])
     top = max(high, ticks[-1])
@@ -231,7 +231,7 @@ def step_chart(
             x1 = _x(moments[i + 1], start, per_unit, frame)
             y = _y(value, bottom, top, frame)
             path.append(f"{'L' if path else 'M'} {x0},{y} L {x1},{y}")
-            label = f"{_time(moments[i])}: {name} {_tick(value)}{unit}"
+            label = f"{format_time(moments[i])}: {name} {axis_tick(value)}{unit}"
             points.append(Point(x0, y, label))
         drawn.append(Series(name, PALETTE[index % len(PALETTE)], " ".join(path), points))
     description = "; ".join(
@@ -241,7 +241,7 @@ def step_chart(
         frame,
         drawn,
         _x_ticks(moments, start, per_unit, frame),
-        [Tick(_y(v, bottom, top, frame), _tick(v)) for v in ticks],
+        [Tick(_y(v, bottom, top, frame), axis_tick(v)) for v in ticks],
         [],
         title,
         description,
@@ -278,7 +278,7 @@ def line_chart(
             Point(
                 _x(moment, start, per_unit, frame),
                 _y(value * scale, bottom, top, frame),
-                f"{_time(moment)}: {name} {_tick(value * scale)}{unit}",
+                f"{format_time(moment)}: {name} {axis_tick(value * scale)}{unit}",
             )
             for moment, value in zip(times, series, strict=True)
             if value is not None
@@ -293,7 +293,7 @@ def line_chart(
         frame,
         drawn,
         _x_ticks(times, start, per_unit, frame),
-        [Tick(_y(v, bottom, top, frame), _tick(v)) for v in ticks],
+        [Tick(_y(v, bottom, top, frame), axis_tick(v)) for v in ticks],
         [
             Threshold(y, label, label_y)
             for y, label_y, (_, label) in zip(lines, _spread(lines, frame), thresholds, strict=True)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from shipyard.errors import InvalidInput
-from shipyard.monitoring.report import _number, _percent, _time
+from shipyard.monitoring.report import format_number, format_percent, format_time
 
 PAGE_SIZE = 50
 MAX_PAGE = 100_000
@@ -18,15 +18,15 @@ MAX_PAGE = 100_000
 
 def when(value: Any) -> str:
     """A time as people read it (UTC as stored); 'n/a' when missing."""
-    return _time(value)
+    return format_time(value)
 
 
 def number(value: Any) -> str:
-    return _number(value)
+    return format_number(value)
 
 
 def percent(value: Any) -> str:
-    return _percent(value)
+    return format_percent(value)
 
 
 def exact_percent(value: Any) -> str:

@@ -11,9 +11,9 @@ from shipyard.monitoring import drift
 from shipyard.monitoring.report import (
     CURRENT_COLOUR,
     REFERENCE_COLOUR,
-    _column_view,
-    _header,
-    _windows,
+    column_view,
+    header_view,
+    trend_windows,
 )
 from shipyard.project import Project
 from shipyard.ui.pages.common import when
@@ -38,12 +38,12 @@ def drift_page(project: Project, model: str, windows: int) -> dict[str, Any]:
         )
     latest = results[0].to_dict()
     history = [r.to_dict() for r in results]
-    trend_windows = _windows(latest, history)
-    features = [_column_view(i, c, trend_windows) for i, c in enumerate(latest["columns"])]
+    trend = trend_windows(latest, history)
+    features = [column_view(i, c, trend) for i, c in enumerate(latest["columns"])]
     features.sort(key=lambda c: (c.css == "clean", c.css != "alerting"))  # drifted first
     return {
         "model": model,
-        "drift_header": _header(latest, len(trend_windows)),
+        "drift_header": header_view(latest, len(trend)),
         "features": features,
         "reference_colour": REFERENCE_COLOUR,
         "current_colour": CURRENT_COLOUR,
