@@ -707,9 +707,8 @@ def _log_batches(
     project: Project, model: str, version: int, window: _Window, last: int | None
 ) -> Iterator[pa.RecordBatch]:
     """(time, protocol, inputs, outputs) of the window's answered records, in batches."""
-    from shipyard.predictions.query import _duckdb, _open_folder, connect
+    from shipyard.predictions.query import stream
 
-    duckdb = _duckdb()
     where = [
         "model = ?",
         "version = ?",
@@ -718,27 +717,23 @@ def _log_batches(
     ]
     params: list[Any] = [model, version]
     if window.start is not None:
-        where += ["hour >= ?", "time >= ?"]
-        params += [window.start.strftime("%Y-%m-%dT%H"), window.start]
+        where.append("time >= ?")
+        params.append(window.start)
     if window.end is not None:
-        where += ["hour <= ?", "time < ?"]
-        params += [window.end.strftime("%Y-%m-%dT%H"), window.end]
+        where.append("time < ?")
+        params.append(window.end)
     sql = f"SELECT time, protocol, inputs, outputs FROM predictions WHERE {' AND '.join(where)}"
     if last is not None:
         sql += f" ORDER BY time DESC LIMIT {int(last)}"
-    connection = connect(_open_folder(None, project))
-    try:
-        relation = connection.sql(sql, params=params)
-        # DuckDB 1.4+ names it to_arrow_reader; older ones fetch_arrow_reader.
-        read = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
-        reader = read(LOG_BATCH_ROWS)
-        yield from reader
-    except duckdb.Error as exc:
-        raise InvalidInput(
-            f"cannot read the prediction log: {' '.join(str(exc).split())}"
-        ) from None
-    finally:
-        connection.close()
+    yield from stream(
+        sql,
+        params,
+        model=model,
+        since=window.start,
+        until=window.end,
+        project=project,
+        batch_rows=LOG_BATCH_ROWS,
+    )
 
 
 def _decoded(

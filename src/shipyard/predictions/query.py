@@ -324,6 +324,49 @@ def read(
     own (values always bound as `params`); a read that fails is an InvalidInput in one line.
     """
     duckdb = _duckdb()
+    connection = _connect_for(model, since, until, project, folder)
+    try:
+        return _arrow(connection.sql(sql, params=list(params)))
+    except duckdb.Error as exc:
+        raise InvalidInput(f"cannot read the prediction log: {_one_line(exc)}") from None
+    finally:
+        connection.close()
+
+
+def stream(
+    sql: str,
+    params: Sequence[Any] = (),
+    *,
+    model: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    project: Project | None = None,
+    folder: str | Path | None = None,
+    batch_rows: int = 65_536,
+) -> Iterator[pa.RecordBatch]:
+    """`read`, a record batch at a time: a window never has to fit in memory whole."""
+    duckdb = _duckdb()
+    connection = _connect_for(model, since, until, project, folder)
+    try:
+        relation = connection.sql(sql, params=list(params))
+        # DuckDB 1.4+ names it to_arrow_reader; older ones fetch_arrow_reader.
+        reader = getattr(relation, "to_arrow_reader", None) or relation.fetch_arrow_reader
+        yield from reader(batch_rows)
+    except duckdb.Error as exc:
+        raise InvalidInput(f"cannot read the prediction log: {_one_line(exc)}") from None
+    finally:
+        connection.close()
+
+
+def _connect_for(
+    model: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    project: Project | None,
+    folder: str | Path | None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection whose view holds only the partitions of `model` in [since, until] (every
+    file when none is given)."""
     opened = _open_folder(folder, project)
     files = None
     if model is not None or since is not None or until is not None:
@@ -332,13 +375,7 @@ def read(
             first_hour=_hour(since) if since is not None else None,
             last_hour=_hour(until) if until is not None else None,
         )
-    connection = connect(opened, files)
-    try:
-        return _arrow(connection.sql(sql, params=list(params)))
-    except duckdb.Error as exc:
-        raise InvalidInput(f"cannot read the prediction log: {_one_line(exc)}") from None
-    finally:
-        connection.close()
+    return connect(opened, files)
 
 
 @dataclass(frozen=True)
